@@ -1,0 +1,1 @@
+//! Conversation state machine and the ractor actors that run it.

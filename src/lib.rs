@@ -1,0 +1,1 @@
+//! velochat: a WhatsApp conversation engine for vehicle dealerships.
