@@ -189,7 +189,11 @@ impl ServeArgs {
                     .openai_api_key
                     .clone()
                     .filter(|key| !key.expose().is_empty()),
-                base_url: self.llm.openai_base_url.clone(),
+                base_url: self
+                    .llm
+                    .openai_base_url
+                    .clone()
+                    .filter(|url| !url.is_empty()),
                 model: self.llm.openai_model.clone(),
                 timeout: Duration::from_secs(self.llm.openai_timeout_secs),
             },

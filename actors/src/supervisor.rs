@@ -364,3 +364,6 @@ impl<B: Backend> SupervisorState<B> {
         myself.send_after(delay, move || SupervisorMsg::Recover(key));
     }
 }
+
+#[cfg(test)]
+mod tests;

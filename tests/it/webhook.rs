@@ -210,3 +210,53 @@ async fn batch_with_unknown_statuses_and_message() {
     env.expect_sent(1, Duration::from_millis(300)).await;
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storage_failure_answers_503_and_keeps_nothing() {
+    let env = TestEnv::start().await;
+    let body = env
+        .customer("919812300045")
+        .text("wamid.DOWN1", 1764836400, "hello");
+    // A broken store, as when PostgreSQL fails mid-request.
+    sqlx::query("ALTER TABLE inbound_events RENAME TO inbound_events_away")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let status = env.webhook().post(&body).await.unwrap();
+    assert_eq!(status.as_u16(), 503, "Meta must deliver again");
+    sqlx::query("ALTER TABLE inbound_events_away RENAME TO inbound_events")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.count("SELECT count(*) FROM messages").await,
+        0,
+        "the failed request stored nothing"
+    );
+
+    // Meta's redelivery is then accepted and answered once.
+    env.post_ok(&body).await;
+    env.expect_sent(1, Duration::from_millis(500)).await;
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_readiness() {
+    let env = TestEnv::start().await;
+    let http = reqwest::Client::new();
+    let live = http
+        .get(format!("{}/healthz", env.engine_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+    let ready = http
+        .get(format!("{}/readyz", env.engine_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body, json!({ "postgres": "up", "redis": "up" }));
+    env.finish().await;
+}
