@@ -121,7 +121,7 @@ impl Dispatcher {
         }
     }
 
-    /// Whether Redis answers.
+    /// Returns whether Redis responds to PING.
     pub async fn ping(&self) -> bool {
         let mut connection = self.connection.clone();
         redis::cmd("PING")

@@ -24,7 +24,7 @@ const SWEEP_LIMIT: i64 = 1000;
 pub struct RecoveryConfig {
     /// Time between sweeps.
     pub interval: Duration,
-    /// How old an unprocessed event must be before the sweep dispatches it again, so that the
+    /// Minimum age of an unprocessed event before the sweep dispatches it again, so that the
     /// sweep does not race the normal path. The first sweep after start-up uses zero.
     pub event_grace: Duration,
     /// How long a send cut off mid-call waits for a status webhook before it is retried.

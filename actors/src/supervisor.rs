@@ -71,7 +71,7 @@ pub struct SupervisorState<B> {
     conversation_config: ConversationConfig,
     conversations: HashMap<ConversationKey, Child>,
     senders: HashMap<String, ActorRef<SenderMsg>>,
-    /// Which child is which, for supervision events.
+    /// Child kinds by actor id, for supervision events.
     children: HashMap<ActorId, ChildKind>,
     failures: HashMap<ConversationKey, (u32, tokio::time::Instant)>,
 }

@@ -7,12 +7,12 @@ use serde_json::{json, Value};
 
 use super::{AppState, READY_TIMEOUT};
 
-/// The process is up.
+/// Reports that the process is running.
 pub async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// PostgreSQL and Redis both answer.
+/// Reports ready only while PostgreSQL and Redis both respond.
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let postgres =
         tokio::time::timeout(READY_TIMEOUT, sqlx::query("SELECT 1").execute(&state.pool))

@@ -27,7 +27,7 @@ pub struct VerifyParams {
     challenge: Option<String>,
 }
 
-/// Answers Meta's subscription check with the challenge when the token matches.
+/// Returns the challenge of Meta's subscription check when the verify token matches.
 pub async fn verify(State(state): State<AppState>, Query(params): Query<VerifyParams>) -> Response {
     let token_matches = params
         .verify_token

@@ -93,7 +93,7 @@ pub async fn load_event(
     }))
 }
 
-/// What the state machine needs of a stored message.
+/// Converts a stored message into the content the state machine reads.
 fn content_of(message_type: &str, body: Option<String>, payload: &serde_json::Value) -> Content {
     let quick_reply_payload = match message_type {
         "button" => payload.pointer("/button/payload"),

@@ -17,7 +17,7 @@ pub struct NewEvent {
     pub event_id: i64,
 }
 
-/// What storing one change did.
+/// The new events and counts from storing one change.
 #[derive(Debug, Default)]
 pub struct Ingested {
     pub events: Vec<NewEvent>,

@@ -112,7 +112,7 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-/// Why a row was not claimed.
+/// The reason a row was not claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotClaimed {
     /// It is no longer queued: sent, failed, cancelled or being sent.

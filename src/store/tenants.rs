@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{is_unique_violation, tenant_tx};
 
-/// What `velochat tenant create` registers.
+/// A dealership and its WhatsApp number, to register.
 #[derive(Clone, Debug)]
 pub struct NewTenant {
     pub name: String,
