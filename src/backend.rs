@@ -160,16 +160,30 @@ impl ServiceDeliver {
         };
 
         let callback = outbox::callback_data(outbox_id);
-        let result = self
-            .graph
-            .send_text(
-                &self.phone_number_id,
-                &self.access_token,
-                &claimed.recipient,
-                &claimed.body,
-                &callback,
-            )
-            .await;
+        let result = match &claimed.template {
+            Some(template) => {
+                self.graph
+                    .send_template(
+                        &self.phone_number_id,
+                        &self.access_token,
+                        &claimed.recipient,
+                        template,
+                        &callback,
+                    )
+                    .await
+            }
+            None => {
+                self.graph
+                    .send_text(
+                        &self.phone_number_id,
+                        &self.access_token,
+                        &claimed.recipient,
+                        &claimed.body,
+                        &callback,
+                    )
+                    .await
+            }
+        };
 
         match result {
             Ok(sent) => {

@@ -9,6 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use velochat_actors::conversation::ConversationConfig;
 use velochat_actors::sender::SenderConfig;
 
+use std::sync::Arc;
+
+use crate::auth::AuthConfig;
+use crate::clock::SystemClock;
 use crate::engine::{EngineConfig, LlmConfig};
 use crate::recovery::RecoveryConfig;
 use crate::secret::Secret;
@@ -36,6 +40,9 @@ pub enum Command {
     /// Manage dealerships.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Manage staff accounts.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Run the engine: webhook, actors, senders and recovery.
     Serve(Box<ServeArgs>),
     /// Play a scripted customer conversation through a throwaway engine and print it.
@@ -48,6 +55,13 @@ pub struct DatabaseArgs {
     /// with BYPASSRLS).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a staff account, printing its id. The password is read from standard input
+    /// (--password-stdin) or VELOCHAT_USER_PASSWORD.
+    Create(crate::user_cli::UserCreateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,7 +123,22 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub llm: LlmArgs,
     #[command(flatten)]
+    pub staff: StaffArgs,
+    #[command(flatten)]
     pub tuning: TuningArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StaffArgs {
+    /// Key that signs staff access tokens (HS256), at least 32 characters.
+    #[arg(long, env = "VELOCHAT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Secret,
+    /// Lifetime of a staff refresh token, in hours.
+    #[arg(long, env = "VELOCHAT_REFRESH_TTL_HOURS", default_value_t = 720)]
+    pub refresh_ttl_hours: i64,
+    /// Seconds without staff activity after which a taken-over conversation returns to the AI.
+    #[arg(long, env = "VELOCHAT_HUMAN_IDLE_SECS", default_value_t = 1800)]
+    pub human_idle_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +200,14 @@ impl ServeArgs {
         let pair_burst = NonZeroU32::new(tuning.pair_burst)
             .ok_or_else(|| anyhow::anyhow!("VELOCHAT_PAIR_BURST must be at least 1"))?;
         anyhow::ensure!(
+            self.staff.jwt_secret.expose().len() >= 32,
+            "VELOCHAT_JWT_SECRET must be at least 32 characters"
+        );
+        anyhow::ensure!(
+            self.staff.refresh_ttl_hours > 0,
+            "VELOCHAT_REFRESH_TTL_HOURS must be at least 1"
+        );
+        anyhow::ensure!(
             tuning.pair_period_secs > 0,
             "VELOCHAT_PAIR_PERIOD_SECS must be at least 1"
         );
@@ -210,7 +247,14 @@ impl ServeArgs {
             recovery: RecoveryConfig {
                 interval: Duration::from_secs(tuning.sweep_secs.max(1)),
                 confirm_window: Duration::from_secs(tuning.confirm_window_secs),
+                human_idle: Duration::from_secs(self.staff.human_idle_secs),
                 ..RecoveryConfig::default()
+            },
+            auth: AuthConfig {
+                jwt_secret: self.staff.jwt_secret.clone(),
+                access_ttl: chrono::Duration::minutes(15),
+                refresh_ttl: chrono::Duration::hours(self.staff.refresh_ttl_hours),
+                clock: Arc::new(SystemClock),
             },
         })
     }

@@ -14,7 +14,9 @@ use sqlx::{ConnectOptions, Executor};
 use velochat_actors::conversation::ConversationConfig;
 use velochat_actors::sender::SenderConfig;
 
+use crate::auth::AuthConfig;
 use crate::cli::DemoArgs;
+use crate::clock::SystemClock;
 use crate::engine::{Engine, EngineConfig, LlmConfig};
 use crate::graph_stub::GraphStandIn;
 use crate::recovery::RecoveryConfig;
@@ -240,6 +242,14 @@ fn demo_config(
         },
         sender: SenderConfig::default(),
         recovery: RecoveryConfig::default(),
+        auth: AuthConfig {
+            jwt_secret: Secret::new(
+                uuid::Uuid::new_v4().to_string() + &uuid::Uuid::new_v4().to_string(),
+            ),
+            access_ttl: chrono::Duration::minutes(15),
+            refresh_ttl: chrono::Duration::hours(1),
+            clock: std::sync::Arc::new(SystemClock),
+        },
     }
 }
 

@@ -13,6 +13,7 @@ use velochat_actors::conversation::ConversationConfig;
 use velochat_actors::sender::SenderConfig;
 use velochat_actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg};
 
+use crate::auth::AuthConfig;
 use crate::backend::ServiceBackend;
 use crate::dispatch::Dispatcher;
 use crate::http::{self, AppState};
@@ -69,6 +70,8 @@ pub struct EngineConfig {
     pub conversation: ConversationConfig,
     pub sender: SenderConfig,
     pub recovery: RecoveryConfig,
+    /// Token settings of the staff API.
+    pub auth: AuthConfig,
 }
 
 /// A running engine.
@@ -136,6 +139,9 @@ impl Engine {
             dispatcher,
             app_secret: Arc::new(config.app_secret.clone()),
             verify_token: Arc::new(config.verify_token.clone()),
+            auth: Arc::new(config.auth.clone()),
+            supervisor: supervisor.clone(),
+            stop: stop.clone(),
         });
         let server_stop = stop.clone();
         tasks.spawn(async move {
@@ -173,7 +179,14 @@ impl Engine {
     /// queued outbox rows are picked up by the next start.
     pub async fn shutdown(mut self) {
         self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!("HTTP connections or readers did not finish in time; closing them");
+            self.tasks.abort_all();
+        }
         if let Err(error) = self
             .supervisor
             .stop_and_wait(Some("shutdown".to_string()), Some(SHUTDOWN_GRACE))

@@ -6,7 +6,11 @@ mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, Request};
+use ractor::ActorRef;
+use velochat_actors::supervisor::SupervisorMsg;
+
+use crate::auth::AuthConfig;
 use axum::routing::get;
 use axum::Router;
 use sqlx::PgPool;
@@ -26,11 +30,30 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     pub app_secret: Arc<Secret>,
     pub verify_token: Arc<Secret>,
+    pub auth: Arc<AuthConfig>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+    /// Cancelled when the engine shuts down, which ends long-lived responses such as event
+    /// streams.
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+impl FromRef<AppState> for PgPool {
+    fn from_ref(state: &AppState) -> PgPool {
+        state.pool.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<AuthConfig> {
+    fn from_ref(state: &AppState) -> Arc<AuthConfig> {
+        state.auth.clone()
+    }
 }
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
+    let (api, _) = crate::api::router(state.clone());
     Router::new()
+        .merge(api)
         .route(
             "/webhooks/whatsapp",
             get(webhook::verify).post(webhook::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),

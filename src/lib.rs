@@ -10,8 +10,11 @@
 //! - [`cli`], [`tenant_cli`] and [`demo`]: the command line; [`graph_stub`] is the local
 //!   stand-in for Meta's Graph API used by the demo, tests and load generator.
 
+pub mod api;
+pub mod auth;
 pub mod backend;
 pub mod cli;
+pub mod clock;
 pub mod demo;
 pub mod dispatch;
 pub mod engine;
@@ -23,4 +26,5 @@ pub mod secret;
 pub mod simulate;
 pub mod store;
 pub mod tenant_cli;
+pub mod user_cli;
 pub mod whatsapp;

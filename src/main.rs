@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use velochat::cli::{Cli, Command, TenantCommand};
+use velochat::cli::{Cli, Command, TenantCommand, UserCommand};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -26,6 +26,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tenant(TenantCommand::Create(args)) => {
             let id = velochat::tenant_cli::create(args).await?;
+            println!("{id}");
+        }
+        Command::User(UserCommand::Create(args)) => {
+            let id = velochat::user_cli::create(args).await?;
             println!("{id}");
         }
         Command::Serve(args) => {

@@ -14,7 +14,13 @@ use tracing::{info, warn};
 use velochat_actors::backend::{ConversationKey, Dispatch, Queued};
 use velochat_actors::supervisor::SupervisorMsg;
 
-use crate::store::{conversations, inbound, outbox};
+use ractor::rpc::CallResult;
+use velochat_actors::machine::Event;
+
+use crate::store::{self, conversations, inbound, outbox};
+
+/// How long the sweep waits for a conversation actor to commit a hand-back.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many rows one sweep hands out at most, per kind.
 const SWEEP_LIMIT: i64 = 1000;
@@ -29,6 +35,9 @@ pub struct RecoveryConfig {
     pub event_grace: Duration,
     /// How long a send cut off mid-call waits for a status webhook before it is retried.
     pub confirm_window: Duration,
+    /// How long a taken-over conversation may go without staff activity before it returns to
+    /// the AI.
+    pub human_idle: Duration,
 }
 
 impl Default for RecoveryConfig {
@@ -37,6 +46,7 @@ impl Default for RecoveryConfig {
             interval: Duration::from_secs(10),
             event_grace: Duration::from_secs(30),
             confirm_window: Duration::from_secs(120),
+            human_idle: Duration::from_secs(1800),
         }
     }
 }
@@ -92,6 +102,13 @@ async fn sweep(
         supervisor.cast(SupervisorMsg::Recover(key))?;
     }
 
+    hand_back_idle(pool, supervisor, config.human_idle).await?;
+
+    // Old live events are past any client's replay window.
+    sqlx::query("DELETE FROM staff_events WHERE created_at < now() - interval '1 hour'")
+        .execute(pool)
+        .await?;
+
     let requeued = outbox::requeue_unconfirmed(pool, config.confirm_window).await?;
     if requeued > 0 {
         warn!(
@@ -105,6 +122,66 @@ async fn sweep(
             phone_number_id: pending.phone_number_id,
             recipient: pending.recipient,
         }))?;
+    }
+    Ok(())
+}
+
+/// Returns taken-over conversations without staff activity for `idle` to the AI.
+async fn hand_back_idle(
+    pool: &PgPool,
+    supervisor: &ActorRef<SupervisorMsg>,
+    idle: Duration,
+) -> anyhow::Result<()> {
+    let idle_conversations: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
+        "SELECT tenant_id, id FROM conversations
+         WHERE mode = 'human'
+           AND COALESCE(staff_activity_at, '-infinity'::timestamptz) < now() - make_interval(secs => $1)
+         LIMIT $2",
+    )
+    .bind(idle.as_secs_f64())
+    .bind(SWEEP_LIMIT)
+    .fetch_all(pool)
+    .await?;
+
+    for (tenant_id, conversation_id) in idle_conversations {
+        let key = ConversationKey {
+            tenant_id,
+            conversation_id,
+        };
+        let released = supervisor
+            .call(
+                |reply| SupervisorMsg::Command {
+                    key,
+                    event: Event::Released,
+                    reply,
+                },
+                Some(COMMAND_TIMEOUT),
+            )
+            .await?;
+        if !matches!(released, CallResult::Success(Ok(_))) {
+            warn!(%tenant_id, %conversation_id, "could not hand an idle conversation back to the AI");
+            continue;
+        }
+        let mut tx = store::tenant_tx(pool, tenant_id).await?;
+        sqlx::query(
+            "UPDATE conversations SET assigned_to = NULL, staff_activity_at = now() WHERE id = $1",
+        )
+        .bind(conversation_id)
+        .execute(&mut *tx)
+        .await?;
+        let payload = serde_json::json!({
+            "conversation_id": conversation_id, "mode": "ai", "assigned_to": null, "reason": "idle",
+        });
+        store::staff::record_event(
+            &mut tx,
+            tenant_id,
+            "conversation.updated",
+            Some(conversation_id),
+            payload,
+        )
+        .await?;
+        tx.commit().await?;
+        info!(%tenant_id, %conversation_id, "taken-over conversation idle; handed back to the AI");
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 pub mod conversations;
 pub mod inbound;
 pub mod outbox;
+pub mod staff;
 pub mod tenants;
 
 use std::str::FromStr;

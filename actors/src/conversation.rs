@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::task::AbortHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::oneshot;
 use tracing::{debug, info_span, warn, Instrument};
 use uuid::Uuid;
 
@@ -48,8 +48,14 @@ pub enum ConversationMsg {
         /// The stream entry to acknowledge afterwards.
         delivery: Option<Delivery>,
     },
-    /// A state-machine event routed by the supervisor, such as a takeover by staff.
-    Control(Event),
+    /// A state-machine event routed by the supervisor, such as a takeover by staff, answered
+    /// once the new state is committed.
+    Command {
+        /// The event.
+        event: Event,
+        /// Receives the committed state, or why the command failed.
+        reply: RpcReplyPort<Result<ConversationState, String>>,
+    },
     /// The result of an auto-reply generation started by this actor.
     #[doc(hidden)]
     ReplyDone {
@@ -88,7 +94,9 @@ pub struct ConversationRuntime<B> {
     routed_handled: u64,
     /// Bumped on every message, so a stale idle check can be recognised.
     activity: u64,
-    reply_task: Option<(u64, AbortHandle)>,
+    /// The generation of the reply being prepared, and the handle that cancels its debounce
+    /// wait when dropped.
+    reply_task: Option<(u64, oneshot::Sender<()>)>,
 }
 
 /// The conversation actor.
@@ -110,22 +118,38 @@ impl<B: Backend> Actor for ConversationActor<B> {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        // Loading happens here rather than lazily so that a conversation whose reply was owed
-        // when the engine stopped resumes it at once.
-        let loaded = args.backend.load_conversation(args.key).await?;
-        let mut runtime = ConversationRuntime {
+        // The state is loaded in `post_start`, which runs in the actor's own task: the
+        // supervisor waits for `pre_start` only, so it never waits on the database.
+        let _ = myself;
+        Ok(ConversationRuntime {
             args,
-            state: loaded.state,
-            keywords: loaded.keywords,
+            state: ConversationState::default(),
+            keywords: Keywords::default(),
             routed_handled: 0,
             activity: 0,
             reply_task: None,
-        };
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        runtime: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Messages routed meanwhile wait in the mailbox until this returns. A conversation whose
+        // reply was owed when the engine stopped resumes it here.
+        let loaded = runtime
+            .args
+            .backend
+            .load_conversation(runtime.args.key)
+            .await?;
+        runtime.state = loaded.state;
+        runtime.keywords = loaded.keywords;
         if let Some(effect) = runtime.state.owed_reply() {
             runtime.start_reply(&myself, effect);
         }
         runtime.schedule_idle_check(&myself);
-        Ok(runtime)
+        Ok(())
     }
 
     async fn handle(
@@ -149,9 +173,17 @@ impl<B: Backend> Actor for ConversationActor<B> {
                     .instrument(span)
                     .await?;
             }
-            ConversationMsg::Control(event) => {
+            ConversationMsg::Command { event, reply } => {
                 runtime.routed_handled += 1;
-                runtime.apply(&myself, None, event).await?;
+                match runtime.apply(&myself, None, event).await {
+                    Ok(()) => {
+                        let _ = reply.send(Ok(runtime.state.clone()));
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error.to_string()));
+                        return Err(error);
+                    }
+                }
             }
             ConversationMsg::ReplyDone { generation, result } => {
                 if runtime
@@ -196,9 +228,8 @@ impl<B: Backend> Actor for ConversationActor<B> {
         _myself: ActorRef<Self::Msg>,
         runtime: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some((_, task)) = runtime.reply_task.take() {
-            task.abort();
-        }
+        // A reply still in its debounce wait is abandoned; the owed reply is persisted.
+        runtime.reply_task = None;
         Ok(())
     }
 }
@@ -263,11 +294,7 @@ impl<B: Backend> ConversationRuntime<B> {
         }
         for effect in transition.effects {
             match effect {
-                Effect::CancelReply => {
-                    if let Some((_, task)) = self.reply_task.take() {
-                        task.abort();
-                    }
-                }
+                Effect::CancelReply => self.reply_task = None,
                 Effect::RequestReply { .. } => self.start_reply(myself, effect),
                 Effect::Send(_) | Effect::CancelFollowUps => {}
             }
@@ -284,9 +311,8 @@ impl<B: Backend> ConversationRuntime<B> {
         else {
             return;
         };
-        if let Some((_, task)) = self.reply_task.take() {
-            task.abort();
-        }
+        // Dropping the previous handle ends that task's debounce wait.
+        self.reply_task = None;
 
         let backend = self.args.backend.clone();
         let key = self.args.key;
@@ -299,9 +325,16 @@ impl<B: Backend> ConversationRuntime<B> {
             message_id = %for_message,
             generation,
         );
-        let task = tokio::spawn(
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        tokio::spawn(
             async move {
-                tokio::time::sleep(debounce).await;
+                // Only the wait is cancellable. Generation itself runs to the end, because
+                // dropping it mid-transaction could hand a pooled connection back with the
+                // transaction still open; a superseded reply is dropped by the state machine.
+                tokio::select! {
+                    _ = cancelled => return,
+                    _ = tokio::time::sleep(debounce) => {}
+                }
                 let result = generate(backend.as_ref(), key, for_message).await;
                 // The actor may have stopped meanwhile; the owed reply is persisted and resumed
                 // by the next incarnation.
@@ -309,7 +342,7 @@ impl<B: Backend> ConversationRuntime<B> {
             }
             .instrument(span),
         );
-        self.reply_task = Some((generation, task.abort_handle()));
+        self.reply_task = Some((generation, cancel));
     }
 
     fn schedule_idle_check(&self, myself: &ActorRef<ConversationMsg>) {

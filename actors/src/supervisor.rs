@@ -9,14 +9,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::{debug, error, info, warn};
 
 use crate::backend::{Backend, ConversationKey, Dispatch, Queued};
 use crate::conversation::{
     ConversationActor, ConversationArgs, ConversationConfig, ConversationMsg,
 };
-use crate::machine::Event;
+use crate::machine::{ConversationState, Event};
 use crate::sender::{Sender, SenderArgs, SenderMsg};
 
 /// Failures of one conversation within [`FAILURE_WINDOW`] after which the supervisor stops
@@ -29,12 +29,15 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub enum SupervisorMsg {
     /// Routes a stored inbound event to its conversation.
     Dispatch(Dispatch),
-    /// Routes a state-machine event, such as a staff takeover, to a conversation.
-    Control {
+    /// Routes a state-machine event, such as a staff takeover, to a conversation and answers
+    /// with the committed state.
+    Command {
         /// The conversation.
         key: ConversationKey,
         /// The event.
         event: Event,
+        /// Receives the committed state, or why the command failed.
+        reply: RpcReplyPort<Result<ConversationState, String>>,
     },
     /// Hands an outbox row to its number's sender.
     Enqueue(Queued),
@@ -124,10 +127,9 @@ impl<B: Backend> Actor for Supervisor<B> {
                 };
                 state.route(&myself, dispatch.key, message).await;
             }
-            SupervisorMsg::Control { key, event } => {
-                state
-                    .route(&myself, key, ConversationMsg::Control(event))
-                    .await;
+            SupervisorMsg::Command { key, event, reply } => {
+                let message = ConversationMsg::Command { event, reply };
+                state.route(&myself, key, message).await;
             }
             SupervisorMsg::Enqueue(queued) => state.enqueue(&myself, queued).await,
             SupervisorMsg::Idle {

@@ -207,5 +207,12 @@ fn engine_config(names: &Names, options: &Options, graph_base: &str) -> EngineCo
         // keep the production defaults.
         sender: SenderConfig::default(),
         recovery: RecoveryConfig::default(),
+        // The staff API is not exercised here; the key only has to be long enough.
+        auth: velochat::auth::AuthConfig {
+            jwt_secret: velochat::secret::Secret::new("bench-jwt-secret-".repeat(4)),
+            access_ttl: chrono::Duration::minutes(15),
+            refresh_ttl: chrono::Duration::hours(1),
+            clock: std::sync::Arc::new(velochat::clock::SystemClock),
+        },
     }
 }

@@ -9,6 +9,9 @@ use velochat_actors::backend::{ConversationKey, Queued, StoredInbound};
 use velochat_actors::keywords::Keywords;
 use velochat_actors::machine::{Content, ConversationState, Mode, Outgoing};
 
+use serde_json::json;
+
+use super::staff;
 use super::tenants::{self, TenantSettings};
 use super::{tenant_tx, TenantTx};
 use crate::whatsapp::split_text;
@@ -160,7 +163,7 @@ pub async fn commit(
     .fetch_one(&mut *tx)
     .await?;
 
-    sqlx::query(
+    let opt_changed = sqlx::query(
         "UPDATE contacts SET opted_out = $2,
                 opted_out_at = CASE WHEN $2 THEN COALESCE(opted_out_at, now()) ELSE NULL END
          WHERE id = $1 AND opted_out <> $2",
@@ -169,6 +172,17 @@ pub async fn commit(
     .bind(state.opted_out)
     .execute(&mut *tx)
     .await?;
+    if opt_changed.rows_affected() > 0 {
+        let payload = json!({ "contact_id": contact_id, "opted_out": state.opted_out });
+        staff::record_event(
+            &mut tx,
+            key.tenant_id,
+            "contact.updated",
+            Some(key.conversation_id),
+            payload,
+        )
+        .await?;
+    }
 
     let mut queued = Vec::new();
     if !commit.sends.is_empty() {
@@ -232,7 +246,26 @@ async fn queue(
         .bind(part as i16)
         .fetch_optional(&mut **tx)
         .await?;
-        ids.extend(id);
+        if let Some(id) = id {
+            let payload = json!({
+                "conversation_id": key.conversation_id,
+                "message_id": id,
+                "direction": "outbound",
+                "kind": kind,
+                "automated": true,
+                "body": format!("{label} {text}"),
+                "status": "queued",
+            });
+            staff::record_event(
+                tx,
+                key.tenant_id,
+                "message.created",
+                Some(key.conversation_id),
+                payload,
+            )
+            .await?;
+            ids.push(id);
+        }
     }
     Ok(ids)
 }

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{outbox, tenant_tx, TenantTx};
+use serde_json::json;
+
+use super::{outbox, staff, tenant_tx, TenantTx};
 use crate::whatsapp::{ChangeValue, InboundMessage, Status, UserPreference};
 
 /// A newly stored customer message waiting for its conversation actor.
@@ -57,11 +59,15 @@ pub async fn ingest(
             }
         };
         match insert_message(&mut tx, tenant_id, conversation_id, message).await? {
-            Some(event_id) => ingested.events.push(NewEvent {
-                tenant_id,
-                conversation_id,
-                event_id,
-            }),
+            Some((event_id, message_id)) => {
+                note_customer_message(&mut tx, tenant_id, conversation_id, message_id, message)
+                    .await?;
+                ingested.events.push(NewEvent {
+                    tenant_id,
+                    conversation_id,
+                    event_id,
+                });
+            }
             None => ingested.duplicate_messages += 1,
         }
     }
@@ -122,13 +128,51 @@ async fn upsert_conversation(
     .await
 }
 
-/// Stores a message and its inbound event; `None` when the WhatsApp id was stored before.
+/// Opens the 24-hour service window and tells staff about the new message.
+async fn note_customer_message(
+    tx: &mut TenantTx,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+    message_id: Uuid,
+    message: &InboundMessage,
+) -> sqlx::Result<()> {
+    let sent_at = unix_time(message.timestamp);
+    sqlx::query(
+        "UPDATE conversations SET last_customer_message_at =
+             GREATEST(COALESCE(last_customer_message_at, '-infinity'::timestamptz), $2)
+         WHERE id = $1",
+    )
+    .bind(conversation_id)
+    .bind(sent_at)
+    .execute(&mut **tx)
+    .await?;
+    let payload = json!({
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "direction": "inbound",
+        "wamid": message.id,
+        "message_type": message.kind.type_name(),
+        "body": message.kind.text(),
+        "timestamp": sent_at,
+    });
+    staff::record_event(
+        tx,
+        tenant_id,
+        "message.created",
+        Some(conversation_id),
+        payload,
+    )
+    .await
+}
+
+/// Stores a message and its inbound event, returning the event and message ids; `None` when the
+/// WhatsApp id was stored before.
 async fn insert_message(
     tx: &mut TenantTx,
     tenant_id: Uuid,
     conversation_id: Uuid,
     message: &InboundMessage,
-) -> sqlx::Result<Option<i64>> {
+) -> sqlx::Result<Option<(i64, Uuid)>> {
     let message_id: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO messages (id, tenant_id, conversation_id, wamid, message_type, body,
                                context_wamid, payload, wa_timestamp)
@@ -160,7 +204,7 @@ async fn insert_message(
     .bind(message_id)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(Some(event_id))
+    Ok(Some((event_id, message_id)))
 }
 
 /// Stores a status item; `false` when the same status of the same message was stored before.

@@ -69,7 +69,7 @@ pub async fn apply_status(tx: &mut TenantTx, update: &StatusUpdate) -> sqlx::Res
         }
     };
 
-    let updated = sqlx::query(&format!(
+    let updated: Option<Changed> = sqlx::query_as(&format!(
         "UPDATE outbox SET status = $1, status_at = now(),
                 wamid = COALESCE(wamid, $2),
                 sent_at = COALESCE(sent_at, now()),
@@ -78,7 +78,8 @@ pub async fn apply_status(tx: &mut TenantTx, update: &StatusUpdate) -> sqlx::Res
          WHERE (id = $5 OR wamid = $2)
            AND status NOT IN ('failed', 'cancelled')
            AND ({RANK}) < $6
-           AND NOT ($1 = 'failed' AND status = 'read')"
+                      AND NOT ($1 = 'failed' AND status = 'read')
+         RETURNING {CHANGED_COLUMNS}"
     ))
     .bind(new_status)
     .bind(&update.wamid)
@@ -86,9 +87,40 @@ pub async fn apply_status(tx: &mut TenantTx, update: &StatusUpdate) -> sqlx::Res
     .bind(update.error_message.as_deref())
     .bind(outbox_id)
     .bind(rank)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
-    Ok(updated.rows_affected() > 0)
+    match updated {
+        Some(row) => {
+            record_status_event(tx, &row).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// An outbox row after a status change.
+#[derive(sqlx::FromRow)]
+struct Changed {
+    id: Uuid,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+    status: String,
+    wamid: Option<String>,
+    error_code: Option<i64>,
+}
+
+const CHANGED_COLUMNS: &str = "id, tenant_id, conversation_id, status, wamid, error_code";
+
+async fn record_status_event(tx: &mut TenantTx, row: &Changed) -> sqlx::Result<()> {
+    let payload = serde_json::json!({
+        "conversation_id": row.conversation_id,
+        "message_id": row.id,
+        "status": row.status,
+        "wamid": row.wamid,
+        "error_code": row.error_code,
+    });
+    let conversation = Some(row.conversation_id);
+    super::staff::record_event(tx, row.tenant_id, "message.status", conversation, payload).await
 }
 
 fn describe_error(error: &ErrorDetail) -> String {
@@ -109,6 +141,8 @@ pub struct Claimed {
     pub id: Uuid,
     pub recipient: String,
     pub body: String,
+    /// The Cloud API `template` object of a template message; `None` for text.
+    pub template: Option<serde_json::Value>,
     pub attempts: i32,
 }
 
@@ -131,6 +165,8 @@ struct ClaimRow {
     opted_out: bool,
     mode: String,
     attempts: i32,
+    template: Option<serde_json::Value>,
+    window_open: bool,
 }
 
 /// Checks a queued row at send time and marks it as sending.
@@ -141,7 +177,10 @@ pub async fn claim(
 ) -> anyhow::Result<Result<Claimed, NotClaimed>> {
     let mut tx = tenant_tx(pool, tenant_id).await?;
     let row: Option<ClaimRow> = sqlx::query_as(
-        "SELECT o.status, o.recipient, o.body, o.automated, o.kind, ct.opted_out, c.mode, o.attempts
+        "SELECT o.status, o.recipient, o.body, o.automated, o.kind, ct.opted_out, c.mode, o.attempts,
+                o.template,
+                COALESCE(c.last_customer_message_at > now() - interval '24 hours', false)
+                    AS window_open
          FROM outbox o
          JOIN conversations c ON c.id = o.conversation_id
          JOIN contacts ct ON ct.id = c.contact_id
@@ -160,6 +199,8 @@ pub async fn claim(
         opted_out,
         mode,
         attempts,
+        template,
+        window_open,
     }) = row
     else {
         return Ok(Err(NotClaimed::NotQueued));
@@ -174,6 +215,9 @@ pub async fn claim(
         Some("the customer opted out")
     } else if automated && mode == "human" && matches!(kind.as_str(), "auto_reply" | "holding") {
         Some("staff took the conversation over")
+    } else if template.is_none() && !window_open {
+        // Meta rejects free-form messages outside the 24-hour customer service window (131047).
+        Some("the 24-hour customer service window is closed; only templates may be sent")
     } else {
         None
     };
@@ -199,6 +243,7 @@ pub async fn claim(
         id: outbox_id,
         recipient,
         body,
+        template,
         attempts: attempts + 1,
     }))
 }
@@ -211,16 +256,20 @@ pub async fn record_sent(
     wamid: &str,
 ) -> sqlx::Result<()> {
     let mut tx = tenant_tx(pool, tenant_id).await?;
-    sqlx::query(
+    let changed: Option<Changed> = sqlx::query_as(&format!(
         "UPDATE outbox SET wamid = $2, sent_at = COALESCE(sent_at, now()),
                 status = CASE WHEN status IN ('queued', 'sending') THEN 'sent' ELSE status END,
                 error_code = NULL, error_message = NULL
-         WHERE id = $1",
-    )
+         WHERE id = $1
+         RETURNING {CHANGED_COLUMNS}"
+    ))
     .bind(outbox_id)
     .bind(wamid)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    if let Some(row) = &changed {
+        record_status_event(&mut tx, row).await?;
+    }
 
     let early: Vec<(String, Option<i64>)> = sqlx::query_as(
         "SELECT status, error_code FROM message_statuses WHERE wamid = $1 ORDER BY wa_timestamp, id",
@@ -274,15 +323,19 @@ pub async fn record_failed(
     message: &str,
 ) -> sqlx::Result<()> {
     let mut tx = tenant_tx(pool, tenant_id).await?;
-    sqlx::query(
+    let changed: Option<Changed> = sqlx::query_as(&format!(
         "UPDATE outbox SET status = 'failed', error_code = $2, error_message = $3, status_at = now()
-         WHERE id = $1 AND status IN ('queued', 'sending')",
-    )
+         WHERE id = $1 AND status IN ('queued', 'sending')
+         RETURNING {CHANGED_COLUMNS}"
+    ))
     .bind(outbox_id)
     .bind(code)
     .bind(message)
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
+    if let Some(row) = &changed {
+        record_status_event(&mut tx, row).await?;
+    }
     tx.commit().await
 }
 

@@ -236,6 +236,31 @@ impl GraphClient {
             .await
     }
 
+    /// Sends an approved template, the only kind of message Meta delivers outside the 24-hour
+    /// customer service window. `template` is the Cloud API `template` object (name, language
+    /// and optional components).
+    pub async fn send_template(
+        &self,
+        phone_number_id: &str,
+        access_token: &str,
+        to: &str,
+        template: &serde_json::Value,
+        callback_data: &str,
+    ) -> Result<SentMessage, SendError> {
+        let mut request = json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": "template",
+            "template": template,
+        });
+        if !callback_data.is_empty() {
+            request["biz_opaque_callback_data"] = json!(callback_data);
+        }
+        self.post_message(phone_number_id, access_token, &request)
+            .await
+    }
+
     async fn post_message(
         &self,
         phone_number_id: &str,

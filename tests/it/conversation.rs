@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{bodies, Options, TestEnv};
+use crate::support::{bodies, ts, Options, TestEnv};
 
 const SETTLE: Duration = Duration::from_millis(700);
 
@@ -11,7 +11,7 @@ async fn reply_is_generated_and_marked_automated() {
     let env = TestEnv::start().await;
     env.post_ok(
         &env.customer("919812300045")
-            .text("wamid.A1", 1764836400, "Jupiter price?"),
+            .text("wamid.A1", ts(0), "Jupiter price?"),
     )
     .await;
 
@@ -49,7 +49,7 @@ async fn duplicate_wamid_stored_and_answered_once() {
     let env = TestEnv::start().await;
     let body = env
         .customer("919812300045")
-        .text("wamid.DUP1", 1764836400, "hello");
+        .text("wamid.DUP1", ts(0), "hello");
     env.post_ok(&body).await;
     env.post_ok(&body).await;
     env.expect_sent(1, SETTLE).await;
@@ -66,8 +66,7 @@ async fn stop_message_start_confirmations() {
     let env = TestEnv::start().await;
     let customer = env.customer("919812300045");
 
-    env.post_ok(&customer.text("wamid.S1", 1764836400, "STOP"))
-        .await;
+    env.post_ok(&customer.text("wamid.S1", ts(0), "STOP")).await;
     let sent = env.expect_sent(1, SETTLE).await;
     assert!(
         sent[0]
@@ -84,13 +83,12 @@ async fn stop_message_start_confirmations() {
         .unwrap();
     assert!(opted_out);
 
-    env.post_ok(&customer.text("wamid.S2", 1764836401, "What is the price?"))
+    env.post_ok(&customer.text("wamid.S2", ts(1), "What is the price?"))
         .await;
-    env.post_ok(&customer.text("wamid.S3", 1764836402, "stop"))
-        .await;
+    env.post_ok(&customer.text("wamid.S3", ts(2), "stop")).await;
     env.expect_sent(1, SETTLE).await;
 
-    env.post_ok(&customer.text("wamid.S4", 1764836403, " Start "))
+    env.post_ok(&customer.text("wamid.S4", ts(3), " Start "))
         .await;
     let sent = env.expect_sent(2, SETTLE).await;
     assert!(
@@ -104,7 +102,7 @@ async fn stop_message_start_confirmations() {
         "no reply was generated while opted out"
     );
 
-    env.post_ok(&customer.text("wamid.S5", 1764836404, "please stop calling me after 6"))
+    env.post_ok(&customer.text("wamid.S5", ts(4), "please stop calling me after 6"))
         .await;
     let sent = env.expect_sent(3, SETTLE).await;
     assert!(
@@ -120,12 +118,12 @@ async fn stop_in_hindi_and_marathi() {
     let env = TestEnv::start().await;
     env.post_ok(
         &env.customer("919800000001")
-            .text("wamid.H1", 1764836400, "बंद करो"),
+            .text("wamid.H1", ts(0), "बंद करो"),
     )
     .await;
     env.post_ok(
         &env.customer("919800000002")
-            .text("wamid.M1", 1764836400, "थांबवा"),
+            .text("wamid.M1", ts(0), "थांबवा"),
     )
     .await;
     env.expect_sent(2, SETTLE).await;
@@ -143,7 +141,7 @@ async fn slow_llm_still_acknowledged_at_once() {
     env.llm.set_delay(Duration::from_secs(2));
     env.post_ok(
         &env.customer("919812300045")
-            .text("wamid.SLOW1", 1764836400, "price?"),
+            .text("wamid.SLOW1", ts(0), "price?"),
     )
     .await;
     // The webhook answered before any reply could exist.
@@ -165,7 +163,7 @@ async fn llm_error_sends_holding_message() {
     env.llm.set_failure(Some(500));
     env.post_ok(
         &env.customer("919812300045")
-            .text("wamid.ERR1", 1764836400, "price?"),
+            .text("wamid.ERR1", ts(0), "price?"),
     )
     .await;
     let sent = env.expect_sent(1, SETTLE).await;
@@ -185,7 +183,7 @@ async fn llm_timeout_sends_holding_message() {
     env.llm.set_delay(Duration::from_secs(3));
     env.post_ok(
         &env.customer("919812300045")
-            .text("wamid.TO1", 1764836400, "price?"),
+            .text("wamid.TO1", ts(0), "price?"),
     )
     .await;
     let sent = env.expect_sent(1, Duration::from_secs(3)).await;
@@ -201,11 +199,10 @@ async fn quick_messages_get_one_reply() {
     })
     .await;
     let customer = env.customer("919812300045");
-    env.post_ok(&customer.text("wamid.Q1", 1764836400, "hi"))
+    env.post_ok(&customer.text("wamid.Q1", ts(0), "hi")).await;
+    env.post_ok(&customer.text("wamid.Q2", ts(1), "is the Jupiter available"))
         .await;
-    env.post_ok(&customer.text("wamid.Q2", 1764836401, "is the Jupiter available"))
-        .await;
-    env.post_ok(&customer.text("wamid.Q3", 1764836402, "in grey?"))
+    env.post_ok(&customer.text("wamid.Q3", ts(2), "in grey?"))
         .await;
     env.expect_sent(1, Duration::from_secs(1)).await;
     let request = env.llm.requests().pop().unwrap();
@@ -231,7 +228,7 @@ async fn offline_responder_answers_without_llm() {
     .await;
     env.post_ok(
         &env.customer("919812300045")
-            .text("wamid.OFF1", 1764836400, "Namaste"),
+            .text("wamid.OFF1", ts(0), "Namaste"),
     )
     .await;
     let sent = env.expect_sent(1, SETTLE).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use velochat::graph_stub::ScriptedResponse;
 
-use crate::support::{set_rate, TestEnv};
+use crate::support::{set_rate, ts, TestEnv};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_error_retried_then_sent_once() {
@@ -17,7 +17,7 @@ async fn rate_limit_error_retried_then_sent_once() {
     }]);
     env.post_ok(
         &env.customer("919812300045")
-            .text("wamid.R1", 1764836400, "price?"),
+            .text("wamid.R1", ts(0), "price?"),
     )
     .await;
 
@@ -47,7 +47,7 @@ async fn undeliverable_recorded_as_failed() {
     }]);
     env.post_ok(
         &env.customer("919812300045")
-            .text("wamid.F1", 1764836400, "price?"),
+            .text("wamid.F1", ts(0), "price?"),
     )
     .await;
 
@@ -80,7 +80,7 @@ async fn undeliverable_recorded_as_failed() {
 async fn statuses_only_move_forward() {
     let env = TestEnv::start().await;
     let customer = env.customer("919812300045");
-    env.post_ok(&customer.text("wamid.ST1", 1764836400, "price?"))
+    env.post_ok(&customer.text("wamid.ST1", ts(0), "price?"))
         .await;
     let sent = env.expect_sent(1, Duration::from_millis(300)).await;
     let wamid = sent[0].wamid.clone().unwrap();
@@ -102,10 +102,9 @@ async fn statuses_only_move_forward() {
             .unwrap()
     };
 
-    env.post_ok(&status("read", 1764836410, json!([]))).await;
+    env.post_ok(&status("read", ts(10), json!([]))).await;
     assert_eq!(current().await, "read");
-    env.post_ok(&status("delivered", 1764836405, json!([])))
-        .await;
+    env.post_ok(&status("delivered", ts(5), json!([]))).await;
     assert_eq!(
         current().await,
         "read",
@@ -113,7 +112,7 @@ async fn statuses_only_move_forward() {
     );
     env.post_ok(&status(
         "failed",
-        1764836420,
+        ts(20),
         json!([{ "code": 131026, "title": "undeliverable" }]),
     ))
     .await;
@@ -125,7 +124,7 @@ async fn statuses_only_move_forward() {
 async fn failed_status_is_final() {
     let env = TestEnv::start().await;
     let customer = env.customer("919812300045");
-    env.post_ok(&customer.text("wamid.FS1", 1764836400, "price?"))
+    env.post_ok(&customer.text("wamid.FS1", ts(0), "price?"))
         .await;
     let sent = env.expect_sent(1, Duration::from_millis(300)).await;
     let wamid = sent[0].wamid.clone().unwrap();
@@ -133,7 +132,7 @@ async fn failed_status_is_final() {
         customer.value(json!({
             "messaging_product": "whatsapp",
             "metadata": { "display_phone_number": "919876500001", "phone_number_id": env.phone_number_id },
-            "statuses": [{ "id": wamid, "status": name, "timestamp": "1764836410", "recipient_id": "919812300045", "errors": errors }]
+            "statuses": [{ "id": wamid, "status": name, "timestamp": ts(10).to_string(), "recipient_id": "919812300045", "errors": errors }]
         }))
     };
     env.post_ok(&item(
@@ -159,7 +158,7 @@ async fn burst_never_exceeds_number_rate() {
     let customers = 35;
     for index in 0..customers {
         let customer = env.customer(&format!("9198000{index:05}"));
-        env.post_ok(&customer.text(&format!("wamid.BURST{index}"), 1764836400, "price?"))
+        env.post_ok(&customer.text(&format!("wamid.BURST{index}"), ts(0), "price?"))
             .await;
     }
 
@@ -192,11 +191,10 @@ async fn long_reply_split_in_order() {
     let paragraph = "The Jupiter ZX comes in six colours. ".repeat(60);
     let long = format!("{paragraph}\n\n{paragraph}\n\n{paragraph}");
     env.llm.set_reply(&long);
-    env.post_ok(&env.customer("919812300045").text(
-        "wamid.LONG1",
-        1764836400,
-        "tell me everything",
-    ))
+    env.post_ok(
+        &env.customer("919812300045")
+            .text("wamid.LONG1", ts(0), "tell me everything"),
+    )
     .await;
     env.graph.wait_for_sent(2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;

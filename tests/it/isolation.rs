@@ -2,7 +2,7 @@
 
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::support::{create_tenant, TestEnv};
+use crate::support::{create_tenant, ts, TestEnv};
 
 async fn app_role(env: &TestEnv) -> PgConnection {
     let mut connection = PgConnection::connect(&env.database_url).await.unwrap();
@@ -15,7 +15,7 @@ async fn app_role_without_tenant_sees_nothing() {
     let env = TestEnv::start().await;
     env.post_ok(
         &env.customer("919812300045")
-            .text("wamid.I1", 1764836400, "hello"),
+            .text("wamid.I1", ts(0), "hello"),
     )
     .await;
     assert_eq!(env.count("SELECT count(*) FROM messages").await, 1);
@@ -54,12 +54,12 @@ async fn tenant_cannot_read_another_tenants_messages() {
     let tenant_b = create_tenant(&env.pool, "Shree Auto", "200000000000002", "+919876500002").await;
     env.post_ok(
         &env.customer("919812300045")
-            .text("wamid.TA1", 1764836400, "tenant A secret"),
+            .text("wamid.TA1", ts(0), "tenant A secret"),
     )
     .await;
     let mut b_customer = env.customer("919812300099");
     b_customer.phone_number_id = "200000000000002".to_string();
-    env.post_ok(&b_customer.text("wamid.TB1", 1764836400, "tenant B secret"))
+    env.post_ok(&b_customer.text("wamid.TB1", ts(0), "tenant B secret"))
         .await;
 
     let mut connection = app_role(&env).await;

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod api;
+mod api_auth;
 mod conversation;
 mod delivery;
 mod isolation;

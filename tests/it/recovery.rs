@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::TestEnv;
+use crate::support::{ts, TestEnv};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_before_reply_answers_once_after_restart() {
@@ -10,7 +10,7 @@ async fn killed_before_reply_answers_once_after_restart() {
     env.llm.set_delay(Duration::from_secs(3));
     env.post_ok(
         &env.customer("919812300045")
-            .text("wamid.K1", 1764836400, "price?"),
+            .text("wamid.K1", ts(0), "price?"),
     )
     .await;
     env.eventually("the LLM call to start", Duration::from_secs(10), || async {
@@ -62,7 +62,7 @@ async fn events_lost_by_redis_are_recovered() {
     // The readers recreate their groups, so later webhooks flow through Redis again.
     env.post_ok(
         &env.customer("919812300045")
-            .text("wamid.LOST2", 1764836401, "price?"),
+            .text("wamid.LOST2", ts(1), "price?"),
     )
     .await;
     env.expect_sent(2, Duration::from_secs(1)).await;
@@ -71,7 +71,7 @@ async fn events_lost_by_redis_are_recovered() {
 
 /// Stores a customer message the way the webhook does, without publishing it to Redis.
 async fn store_without_dispatch(env: &TestEnv, wamid: &str, text: &str) {
-    let body = env.customer("919812300045").text(wamid, 1764836400, text);
+    let body = env.customer("919812300045").text(wamid, ts(0), text);
     let changes = velochat::whatsapp::parse_webhook(&serde_json::to_vec(&body).unwrap()).unwrap();
     velochat::store::inbound::ingest(&env.pool, env.tenant_id, &env.phone_number_id, &changes[0])
         .await
@@ -82,12 +82,11 @@ async fn store_without_dispatch(env: &TestEnv, wamid: &str, text: &str) {
 async fn graceful_restart_keeps_state() {
     let mut env = TestEnv::start().await;
     let customer = env.customer("919812300045");
-    env.post_ok(&customer.text("wamid.G1", 1764836400, "STOP"))
-        .await;
+    env.post_ok(&customer.text("wamid.G1", ts(0), "STOP")).await;
     env.expect_sent(1, Duration::from_millis(300)).await;
     env.kill_engine();
     env.start_engine().await;
-    env.post_ok(&customer.text("wamid.G2", 1764836401, "price?"))
+    env.post_ok(&customer.text("wamid.G2", ts(1), "price?"))
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(

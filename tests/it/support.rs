@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::PgPool;
+use std::sync::Arc;
 use uuid::Uuid;
+
+use velochat::auth::AuthConfig;
+use velochat::clock::OffsetClock;
 use velochat::engine::{Engine, EngineConfig, LlmConfig};
 use velochat::graph_stub::{GraphStandIn, RecordedSend};
 use velochat::recovery::RecoveryConfig;
@@ -22,6 +26,7 @@ pub use mock_llm::MockLlm;
 
 pub const APP_SECRET: &str = "test-app-secret";
 pub const VERIFY_TOKEN: &str = "test-verify-token";
+pub const JWT_SECRET: &str = "test-jwt-secret-of-at-least-32-characters";
 const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -30,6 +35,8 @@ pub struct Options {
     pub use_llm: bool,
     pub llm_timeout: Duration,
     pub reply_debounce: Duration,
+    /// Staff inactivity after which a taken-over conversation returns to the AI.
+    pub human_idle: Duration,
 }
 
 impl Default for Options {
@@ -38,6 +45,7 @@ impl Default for Options {
             use_llm: true,
             llm_timeout: Duration::from_secs(10),
             reply_debounce: Duration::from_millis(150),
+            human_idle: Duration::from_secs(1800),
         }
     }
 }
@@ -52,6 +60,8 @@ pub struct TestEnv {
     pub tenant_id: Uuid,
     pub phone_number_id: String,
     pub options: Options,
+    /// The clock staff tokens are checked against; tests advance it.
+    pub clock: OffsetClock,
     engine: Option<EngineThread>,
 }
 
@@ -89,6 +99,7 @@ impl TestEnv {
             tenant_id,
             phone_number_id,
             options,
+            clock: OffsetClock::default(),
             engine: None,
         };
         env.llm
@@ -166,6 +177,13 @@ impl TestEnv {
                 interval: Duration::from_millis(500),
                 event_grace: Duration::from_secs(2),
                 confirm_window: Duration::from_secs(3),
+                human_idle: self.options.human_idle,
+            },
+            auth: AuthConfig {
+                jwt_secret: Secret::new(JWT_SECRET),
+                access_ttl: chrono::Duration::minutes(15),
+                refresh_ttl: chrono::Duration::hours(12),
+                clock: Arc::new(self.clock.clone()),
             },
         }
     }
@@ -331,4 +349,10 @@ impl Drop for EngineThread {
     fn drop(&mut self) {
         self.finish(false);
     }
+}
+
+/// A Meta timestamp `offset` seconds after a base an hour ago, inside the 24-hour service window.
+pub fn ts(offset: i64) -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| chrono::Utc::now().timestamp() - 3600) + offset
 }

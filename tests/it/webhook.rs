@@ -6,7 +6,7 @@ use serde_json::json;
 use velochat::simulate::meta_bytes;
 use velochat::whatsapp::sign;
 
-use crate::support::{TestEnv, APP_SECRET, VERIFY_TOKEN};
+use crate::support::{ts, TestEnv, APP_SECRET, VERIFY_TOKEN};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verification_answers_challenge() {
@@ -47,7 +47,7 @@ async fn signature_good_bad_and_missing() {
     let webhook = env.webhook();
     let body = meta_bytes(
         &env.customer("919812300045")
-            .text("wamid.SIG1", 1764836400, "hello"),
+            .text("wamid.SIG1", ts(0), "hello"),
     );
 
     let missing = webhook
@@ -86,9 +86,7 @@ async fn signature_good_bad_and_missing() {
 async fn signature_covers_escaped_unicode_bytes() {
     let env = TestEnv::start().await;
     let text = "Café visit? Price ₹87,500 🏍️ mail: asha@example.com path a/b";
-    let body = env
-        .customer("919812300045")
-        .text("wamid.UNI1", 1764836400, text);
+    let body = env.customer("919812300045").text("wamid.UNI1", ts(0), text);
     let bytes = meta_bytes(&body);
     let raw = String::from_utf8(bytes.clone()).unwrap();
     assert!(
@@ -134,7 +132,7 @@ async fn unknown_number_acknowledged() {
     let env = TestEnv::start().await;
     let mut stranger = env.customer("919812300045");
     stranger.phone_number_id = "999999999999".to_string();
-    env.post_ok(&stranger.text("wamid.X1", 1764836400, "hello"))
+    env.post_ok(&stranger.text("wamid.X1", ts(0), "hello"))
         .await;
     assert_eq!(env.count("SELECT count(*) FROM messages").await, 0);
     env.finish().await;
@@ -168,7 +166,7 @@ async fn every_message_type_is_stored() {
     for (index, mut item) in items.into_iter().enumerate() {
         item["from"] = json!(from);
         item["id"] = json!(format!("wamid.TYPE{index}"));
-        item["timestamp"] = json!((1764836400 + index as i64).to_string());
+        item["timestamp"] = json!((ts(index as i64)).to_string());
         env.post_ok(&customer.message(item)).await;
     }
     assert_eq!(env.count("SELECT count(*) FROM messages").await, count);
@@ -193,13 +191,13 @@ async fn batch_with_unknown_statuses_and_message() {
         "metadata": { "display_phone_number": "919876500001", "phone_number_id": env.phone_number_id },
         "contacts": [{ "profile": { "name": "Asha" }, "wa_id": "919812300045" }],
         "statuses": [
-            { "id": "wamid.NEVERSENT1", "status": "delivered", "timestamp": "1764836470", "recipient_id": "919812300045" },
-            { "id": "wamid.NEVERSENT2", "status": "failed", "timestamp": "1764836471", "recipient_id": "919812300046",
+            { "id": "wamid.NEVERSENT1", "status": "delivered", "timestamp": ts(70).to_string(), "recipient_id": "919812300045" },
+            { "id": "wamid.NEVERSENT2", "status": "failed", "timestamp": ts(71).to_string(), "recipient_id": "919812300046",
               "errors": [{ "code": 131026, "title": "Message undeliverable" }] },
             { "status": "read" }
         ],
         "messages": [
-            { "from": "919812300045", "id": "wamid.BATCH1", "timestamp": "1764836472", "type": "text",
+            { "from": "919812300045", "id": "wamid.BATCH1", "timestamp": ts(72).to_string(), "type": "text",
               "text": { "body": "price of Jupiter?" } },
             { "id": "wamid.NOFROM" }
         ]
@@ -216,7 +214,7 @@ async fn storage_failure_answers_503_and_keeps_nothing() {
     let env = TestEnv::start().await;
     let body = env
         .customer("919812300045")
-        .text("wamid.DOWN1", 1764836400, "hello");
+        .text("wamid.DOWN1", ts(0), "hello");
     // A broken store, as when PostgreSQL fails mid-request.
     sqlx::query("ALTER TABLE inbound_events RENAME TO inbound_events_away")
         .execute(&env.pool)

@@ -1,6 +1,6 @@
 //! Supervision with an in-memory backend: restarts after failures and safe idle stops.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

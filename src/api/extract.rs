@@ -1,0 +1,100 @@
+//! Extractors that authenticate the caller from its bearer token.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::auth::{Identity, Role};
+use crate::http::AppState;
+
+/// Where the audit middleware learns who made the request, once an extractor has checked it.
+#[derive(Clone, Default)]
+pub struct AuditSlot(Arc<Mutex<Option<Identity>>>);
+
+impl AuditSlot {
+    pub fn identity(&self) -> Option<Identity> {
+        *self.0.lock().expect("audit slot lock")
+    }
+
+    fn set(&self, identity: Identity) {
+        *self.0.lock().expect("audit slot lock") = Some(identity);
+    }
+}
+
+/// Any authenticated caller.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller(pub Identity);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".to_string()))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("Authorization must be `Bearer <access token>`".to_string())
+            })?;
+        let identity = state.auth.verify_access(token)?;
+        if let Some(slot) = parts.extensions.get::<AuditSlot>() {
+            slot.set(identity);
+        }
+        Ok(Caller(identity))
+    }
+}
+
+/// A staff member of a dealership; platform administrators are rejected.
+#[derive(Clone, Copy, Debug)]
+pub struct Staff {
+    pub user_id: Uuid,
+    pub tenant_id: Uuid,
+    pub role: Role,
+}
+
+impl Staff {
+    /// Rejects the request with 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "the {} role may not do this",
+                self.role
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller(identity) = Caller::from_request_parts(parts, state).await?;
+        match identity.tenant_id {
+            Some(tenant_id) if identity.role != Role::PlatformAdmin => Ok(Staff {
+                user_id: identity.user_id,
+                tenant_id,
+                role: identity.role,
+            }),
+            _ => Err(ApiError::Forbidden(
+                "platform administrators see aggregate figures only".to_string(),
+            )),
+        }
+    }
+}
