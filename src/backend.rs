@@ -17,7 +17,7 @@ use velochat_actors::sender::{Deliver, DeliveryOutcome, SenderConfig};
 use crate::dispatch::Dispatcher;
 use crate::llm::{ReplyContext, Responder, Role, Turn};
 use crate::store::{self, outbox};
-use crate::whatsapp::{GraphClient, SendError};
+use crate::whatsapp::GraphClient;
 
 /// How many lines of history an auto-reply sees.
 const HISTORY_LINES: i64 = 20;
@@ -191,8 +191,8 @@ impl ServiceDeliver {
                 info!(outbox_id = %outbox_id, wamid = sent.wamid, "message accepted by Meta");
                 Ok(DeliveryOutcome::Sent)
             }
-            Err(SendError::Uncertain(reason)) => {
-                warn!(outbox_id = %outbox_id, reason, "send outcome unknown; waiting for a status webhook");
+            Err(error) if error.may_have_been_accepted() => {
+                warn!(outbox_id = %outbox_id, %error, "send outcome unknown; waiting for a status webhook");
                 Ok(DeliveryOutcome::Uncertain)
             }
             Err(error) if error.is_retriable() && (claimed.attempts as u32) < self.max_attempts => {

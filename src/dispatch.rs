@@ -53,6 +53,20 @@ impl Dispatcher {
     pub async fn connect(redis_url: &str, prefix: &str, shards: u32) -> anyhow::Result<Self> {
         let client =
             redis::Client::open(redis_url).context("REDIS_URL is not a valid Redis URL")?;
+        // A plain connection and PING first, because the connection manager reports only a
+        // timeout where this reports the cause (refused, wrong password, unknown database).
+        let described = crate::store::describe_url(redis_url);
+        let mut probe = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("could not connect to Redis at {described}: timed out"))?
+        .with_context(|| format!("could not connect to Redis at {described}"))?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut probe)
+            .await
+            .with_context(|| format!("Redis at {described} did not answer PING"))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(3))
             .set_response_timeout(Duration::from_secs(5))

@@ -34,12 +34,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let engine = velochat::engine::Engine::start(args.engine_config()?).await?;
-            tokio::signal::ctrl_c().await?;
+            shutdown_signal().await?;
             engine.shutdown().await;
         }
         Command::Demo(args) => velochat::demo::run(args).await?,
     }
     Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM, which container runtimes and service managers send.
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = terminate.recv() => Ok(()),
+    }
 }
 
 /// Logs to standard error; the demo keeps its transcript readable by logging warnings only.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Executor, PgPool, Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, Executor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 /// The schema migrations, embedded in the binary.
@@ -28,6 +28,29 @@ pub type TenantTx = Transaction<'static, Postgres>;
 
 /// Opens a connection pool, failing fast with the address when PostgreSQL cannot be reached.
 pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
+    // One direct connection first: a pool that cannot connect reports only that it timed out,
+    // while this reports why (refused, unknown database, authentication).
+    let options = PgConnectOptions::from_str(database_url)
+        .with_context(|| "DATABASE_URL is not a valid PostgreSQL URL")?;
+    let probe = tokio::time::timeout(Duration::from_secs(5), options.connect()).await;
+    match probe {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+        }
+        Ok(Err(error)) => {
+            return Err(anyhow::Error::new(error)).with_context(|| {
+                format!(
+                    "could not connect to PostgreSQL at {}",
+                    describe_url(database_url)
+                )
+            });
+        }
+        Err(_) => anyhow::bail!(
+            "could not connect to PostgreSQL at {}: timed out",
+            describe_url(database_url)
+        ),
+    }
+
     let options = PgConnectOptions::from_str(database_url)
         .with_context(|| "DATABASE_URL is not a valid PostgreSQL URL")?
         .disable_statement_logging();

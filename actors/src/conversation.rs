@@ -287,7 +287,19 @@ impl<B: Backend> ConversationRuntime<B> {
             cancel_follow_ups,
         };
         let queued = self.args.backend.commit(self.args.key, commit).await?;
+        let newly_opted_out = transition.state.opted_out && !self.state.opted_out;
         self.state = transition.state;
+
+        // The opt-out cancelled the customer's queued automated messages in storage; the sender
+        // forgets them too, before the confirmation is queued behind them.
+        if newly_opted_out {
+            if let Some(first) = queued.first() {
+                self.args.supervisor.cast(SupervisorMsg::DropQueued {
+                    phone_number_id: first.phone_number_id.clone(),
+                    recipient: first.recipient.clone(),
+                })?;
+            }
+        }
 
         for item in queued {
             self.args.supervisor.cast(SupervisorMsg::Enqueue(item))?;

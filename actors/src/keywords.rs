@@ -23,6 +23,11 @@ pub const DEFAULT_STOP_KEYWORDS: &[&str] = &[
     "बंद करा",
     "थांबवा",
     "थांबा",
+    "thamba",
+    "thambva",
+    "band kara",
+    "रुको",
+    "बस करो",
 ];
 
 /// English, Hindi and Marathi words that opt a customer back in.
@@ -69,17 +74,20 @@ impl Default for Keywords {
 }
 
 impl Keywords {
-    /// Builds the lists from a tenant's configuration; `None` selects the built-in defaults.
+    /// Builds the lists from a tenant's configuration. A tenant's words are added to the
+    /// built-in ones, never in place of them, so no configuration can switch STOP off.
     pub fn new(stop: Option<&[String]>, start: Option<&[String]>) -> Self {
         let normalise_all = |custom: Option<&[String]>, defaults: &[&str]| -> Vec<String> {
-            match custom {
-                Some(words) => words
-                    .iter()
-                    .map(|w| normalise(w))
-                    .filter(|w| !w.is_empty())
-                    .collect(),
-                None => defaults.iter().map(|w| normalise(w)).collect(),
-            }
+            let custom = custom.unwrap_or_default().iter().map(|w| normalise(w));
+            let mut words: Vec<String> = defaults
+                .iter()
+                .map(|w| normalise(w))
+                .chain(custom)
+                .filter(|w| !w.is_empty())
+                .collect();
+            words.sort();
+            words.dedup();
+            words
         };
         Self {
             stop: normalise_all(stop, DEFAULT_STOP_KEYWORDS),
@@ -114,13 +122,23 @@ impl Keywords {
     }
 }
 
-/// Lower-cases, trims and folds inner runs of white space, so "  Stop  All " matches "stop all".
+/// Folds a message to the form keywords are compared in: compatibility-normalised (NFKC, so
+/// full-width "ＳＴＯＰ" is "STOP"), without zero-width characters some keyboards insert,
+/// lower-cased, with inner white space folded and surrounding punctuation and quotes trimmed.
 fn normalise(text: &str) -> String {
-    text.split_whitespace()
+    use unicode_normalization::UnicodeNormalization;
+    let visible: String = text
+        .nfkc()
+        .filter(|c| !matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}'))
+        .collect();
+    visible
+        .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
         .to_lowercase()
-        .trim_matches(|c: char| matches!(c, '.' | '!' | '।'))
+        .trim_matches(|c: char| {
+            c.is_ascii_punctuation() || matches!(c, '।' | '“' | '”' | '‘' | '’')
+        })
         .to_string()
 }
 
@@ -139,6 +157,13 @@ mod tests {
             "बंद करो",
             "थांबवा",
             "stop  all",
+            "stop\u{200B}",
+            "ＳＴＯＰ",
+            "Stop?",
+            "stop,",
+            "\"STOP\"",
+            "बंद करो।",
+            "thamba",
         ] {
             assert_eq!(keywords.classify_text(text), KeywordMatch::Stop, "{text:?}");
         }
@@ -165,11 +190,21 @@ mod tests {
     }
 
     #[test]
-    fn tenant_lists_replace_defaults() {
+    fn tenant_lists_extend_defaults() {
         let keywords = Keywords::new(Some(&["ruko".to_string()]), None);
         assert_eq!(keywords.classify_text("Ruko"), KeywordMatch::Stop);
-        assert_eq!(keywords.classify_text("stop"), KeywordMatch::None);
+        assert_eq!(
+            keywords.classify_text("stop"),
+            KeywordMatch::Stop,
+            "built-in STOP still works"
+        );
         assert_eq!(keywords.classify_text("start"), KeywordMatch::Start);
+        let emptied = Keywords::new(Some(&[]), Some(&[String::new()]));
+        assert_eq!(
+            emptied.classify_text("STOP"),
+            KeywordMatch::Stop,
+            "an empty list cannot disable STOP"
+        );
     }
 
     #[test]

@@ -126,6 +126,13 @@ pub enum SenderMsg {
         /// WhatsApp id (phone number) of the customer.
         recipient: String,
     },
+    /// Drops every item queued for a recipient, such as automated replies cancelled by an
+    /// opt-out, so that they do not hold up later messages by using the recipient's pacing.
+    /// A delivery already in flight finishes.
+    DropQueued {
+        /// WhatsApp id (phone number) of the customer.
+        recipient: String,
+    },
     /// Wake-up or delivery outcome that the actor sends to itself.
     #[doc(hidden)]
     Internal(InternalMsg),
@@ -294,6 +301,7 @@ impl<D: Deliver> Actor for Sender<D> {
                 outbox_id,
                 recipient,
             } => state.enqueue(outbox_id, recipient),
+            SenderMsg::DropQueued { recipient } => state.drop_queued(&recipient),
             SenderMsg::Internal(InternalMsg(event)) => match event {
                 Event::Delivered {
                     recipient,
@@ -393,6 +401,20 @@ impl<D: Deliver> SenderState<D> {
                 );
                 self.ready.push_back(recipient);
             }
+        }
+    }
+
+    fn drop_queued(&mut self, recipient: &str) {
+        let Some(queue) = self.recipients.get_mut(recipient) else {
+            return;
+        };
+        for item in queue.items.drain(..) {
+            self.pending_ids.remove(&item.outbox_id);
+        }
+        // A recipient with a delivery in flight is cleaned up when that delivery completes.
+        if !matches!(queue.status, RecipientStatus::InFlight) {
+            self.recipients.remove(recipient);
+            self.ready.retain(|ready| ready != recipient);
         }
     }
 

@@ -41,6 +41,13 @@ pub enum SupervisorMsg {
     },
     /// Hands an outbox row to its number's sender.
     Enqueue(Queued),
+    /// Drops what a number's sender has queued for a customer who just opted out.
+    DropQueued {
+        /// The business number.
+        phone_number_id: String,
+        /// The customer's WhatsApp id.
+        recipient: String,
+    },
     /// A conversation actor reports that it has been idle.
     Idle {
         /// The conversation.
@@ -132,6 +139,14 @@ impl<B: Backend> Actor for Supervisor<B> {
                 state.route(&myself, key, message).await;
             }
             SupervisorMsg::Enqueue(queued) => state.enqueue(&myself, queued).await,
+            SupervisorMsg::DropQueued {
+                phone_number_id,
+                recipient,
+            } => {
+                if let Some(sender) = state.senders.get(&phone_number_id) {
+                    let _ = sender.cast(SenderMsg::DropQueued { recipient });
+                }
+            }
             SupervisorMsg::Idle {
                 key,
                 actor,

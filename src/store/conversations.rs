@@ -143,13 +143,29 @@ pub async fn commit(
     }
 
     let state = &commit.state;
-    let (contact_id, phone_number_id, recipient): (Uuid, String, String) = sqlx::query_as(
+    // Rows are locked contact first, then conversation, the same order as webhook intake, so
+    // the two never wait on each other in a cycle.
+    let contact_id: Uuid = sqlx::query_scalar("SELECT contact_id FROM conversations WHERE id = $1")
+        .bind(key.conversation_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let opt_changed = sqlx::query(
+        "UPDATE contacts SET opted_out = $2,
+                opted_out_at = CASE WHEN $2 THEN COALESCE(opted_out_at, now()) ELSE NULL END
+         WHERE id = $1 AND opted_out <> $2",
+    )
+    .bind(contact_id)
+    .bind(state.opted_out)
+    .execute(&mut *tx)
+    .await?;
+
+    let (phone_number_id, recipient): (String, String) = sqlx::query_as(
         "UPDATE conversations c SET
              reply_generation = $2, reply_owed_for = $3, opt_changed_at = $4,
              latest_inbound_at = $5, mode = $6
          FROM contacts ct
          WHERE c.id = $1 AND ct.id = c.contact_id
-         RETURNING c.contact_id, c.phone_number_id, ct.wa_id",
+         RETURNING c.phone_number_id, ct.wa_id",
     )
     .bind(key.conversation_id)
     .bind(state.reply_generation as i64)
@@ -163,16 +179,17 @@ pub async fn commit(
     .fetch_one(&mut *tx)
     .await?;
 
-    let opt_changed = sqlx::query(
-        "UPDATE contacts SET opted_out = $2,
-                opted_out_at = CASE WHEN $2 THEN COALESCE(opted_out_at, now()) ELSE NULL END
-         WHERE id = $1 AND opted_out <> $2",
-    )
-    .bind(contact_id)
-    .bind(state.opted_out)
-    .execute(&mut *tx)
-    .await?;
     if opt_changed.rows_affected() > 0 {
+        if state.opted_out {
+            // Nothing queued before the opt-out may go out after it.
+            sqlx::query(
+                "UPDATE outbox SET status = 'cancelled', error_message = 'the customer opted out'
+                 WHERE conversation_id = $1 AND status = 'queued'",
+            )
+            .bind(key.conversation_id)
+            .execute(&mut *tx)
+            .await?;
+        }
         let payload = json!({ "contact_id": contact_id, "opted_out": state.opted_out });
         staff::record_event(
             &mut tx,
@@ -219,9 +236,12 @@ async fn queue(
     outgoing: &Outgoing,
 ) -> sqlx::Result<Vec<Uuid>> {
     let (kind, reply_to, text) = render(settings, outgoing);
+    // An empty label would hide that the message is automated, so it falls back to the default.
     let label = settings
         .automated_label
         .as_deref()
+        .map(str::trim)
+        .filter(|label| !label.is_empty())
         .unwrap_or(DEFAULT_AUTOMATED_LABEL);
     // Every part carries the label, so the customer sees each one is automated.
     let room = MAX_TEXT_CHARS - label.chars().count() - 1;

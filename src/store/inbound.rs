@@ -27,40 +27,97 @@ pub struct Ingested {
     pub statuses: usize,
 }
 
+/// Longest WhatsApp id or message id stored; Meta's are far shorter, and PostgreSQL cannot index
+/// values of several kilobytes.
+const MAX_ID_LEN: usize = 256;
+/// Longest message type name stored as sent; longer ones are stored as `unsupported`.
+const MAX_TYPE_LEN: usize = 64;
+/// How far ahead of this server's clock a Meta timestamp may be before it is distrusted.
+const MAX_CLOCK_SKEW_SECS: i64 = 300;
+
+/// A message ready to store: its usable timestamp and its payload cleaned for PostgreSQL.
+struct Prepared<'a> {
+    message: &'a InboundMessage,
+    timestamp: i64,
+    raw: serde_json::Value,
+}
+
 /// Stores every item of one change in a single transaction of `tenant_id`.
+///
+/// Items that cannot be stored as sent are repaired or skipped one by one, so that one odd item
+/// never fails the others: NUL characters, which PostgreSQL text cannot hold, are removed; ids
+/// too long to be real are skipped with a warning; timestamps in the future or missing are
+/// replaced by the time of receipt.
 pub async fn ingest(
     pool: &PgPool,
     tenant_id: Uuid,
     phone_number_id: &str,
     value: &ChangeValue,
 ) -> anyhow::Result<Ingested> {
-    let mut tx = tenant_tx(pool, tenant_id).await?;
+    let now = Utc::now().timestamp();
     let mut ingested = Ingested::default();
-    let names: HashMap<&str, &str> = value
+    let names: HashMap<&str, String> = value
         .contacts
         .iter()
-        .filter_map(|c| Some((c.wa_id.as_str(), c.profile_name.as_deref()?)))
+        .filter_map(|c| Some((c.wa_id.as_str(), strip_nul(c.profile_name.as_deref()?))))
         .collect();
 
+    let mut messages: Vec<Prepared> = value
+        .messages
+        .iter()
+        .filter(|message| {
+            usable_id(&message.id, "message id") && usable_id(&message.from, "sender")
+        })
+        .map(|message| Prepared {
+            message,
+            timestamp: usable_timestamp(message.timestamp, now),
+            raw: clean_json(&message.raw),
+        })
+        .collect();
     // Meta's timestamps order a conversation, so a batch is stored oldest first.
-    let mut messages: Vec<&InboundMessage> = value.messages.iter().collect();
-    messages.sort_by_key(|m| m.timestamp);
+    messages.sort_by_key(|prepared| prepared.timestamp);
+    let mut statuses: Vec<&Status> = value
+        .statuses
+        .iter()
+        .filter(|status| usable_id(&status.id, "status id"))
+        .collect();
+    statuses.sort_by(|a, b| (&a.id, a.timestamp).cmp(&(&b.id, b.timestamp)));
+    let preferences: Vec<&UserPreference> = value
+        .user_preferences
+        .iter()
+        .filter(|p| usable_id(&p.wa_id, "preference wa_id"))
+        .collect();
+
+    // Concurrent webhooks lock contact and conversation rows in one order, sorted by WhatsApp
+    // id, so that they never deadlock.
+    let mut wa_ids: Vec<&str> = messages
+        .iter()
+        .map(|prepared| prepared.message.from.as_str())
+        .chain(preferences.iter().map(|p| p.wa_id.as_str()))
+        .collect();
+    wa_ids.sort_unstable();
+    wa_ids.dedup();
+
+    let mut tx = tenant_tx(pool, tenant_id).await?;
+    let senders: std::collections::HashSet<&str> = messages
+        .iter()
+        .map(|prepared| prepared.message.from.as_str())
+        .collect();
     let mut conversations: HashMap<&str, Uuid> = HashMap::new();
-    for message in messages {
-        let conversation_id = match conversations.get(message.from.as_str()) {
-            Some(id) => *id,
-            None => {
-                let name = names.get(message.from.as_str()).copied();
-                let contact_id = upsert_contact(&mut tx, tenant_id, &message.from, name).await?;
-                let id =
-                    upsert_conversation(&mut tx, tenant_id, contact_id, phone_number_id).await?;
-                conversations.insert(&message.from, id);
-                id
-            }
-        };
-        match insert_message(&mut tx, tenant_id, conversation_id, message).await? {
+    for wa_id in wa_ids {
+        let name = names.get(wa_id).map(String::as_str);
+        let contact_id = upsert_contact(&mut tx, tenant_id, wa_id, name).await?;
+        if senders.contains(wa_id) {
+            let id = upsert_conversation(&mut tx, tenant_id, contact_id, phone_number_id).await?;
+            conversations.insert(wa_id, id);
+        }
+    }
+
+    for prepared in &messages {
+        let conversation_id = conversations[prepared.message.from.as_str()];
+        match insert_message(&mut tx, tenant_id, conversation_id, prepared).await? {
             Some((event_id, message_id)) => {
-                note_customer_message(&mut tx, tenant_id, conversation_id, message_id, message)
+                note_customer_message(&mut tx, tenant_id, conversation_id, message_id, prepared)
                     .await?;
                 ingested.events.push(NewEvent {
                     tenant_id,
@@ -72,19 +129,66 @@ pub async fn ingest(
         }
     }
 
-    for status in &value.statuses {
+    for status in statuses {
         if insert_status(&mut tx, tenant_id, status).await? {
             outbox::apply_status(&mut tx, &outbox::StatusUpdate::from_webhook(status)).await?;
         }
         ingested.statuses += 1;
     }
 
-    for preference in &value.user_preferences {
-        apply_preference(&mut tx, tenant_id, preference).await?;
+    for preference in preferences {
+        apply_preference(&mut tx, preference).await?;
     }
 
     tx.commit().await?;
     Ok(ingested)
+}
+
+/// Whether an id can be stored; logs the ones that cannot.
+fn usable_id(id: &str, what: &str) -> bool {
+    let usable = !id.is_empty() && id.len() <= MAX_ID_LEN && !id.contains('\0');
+    if !usable {
+        tracing::warn!(
+            what,
+            length = id.len(),
+            "skipping webhook item with an unusable id"
+        );
+    }
+    usable
+}
+
+/// Meta's timestamp, or the time of receipt when it is missing or in the future: a timestamp
+/// ahead of the clock would otherwise make every later message look older.
+fn usable_timestamp(timestamp: i64, now: i64) -> i64 {
+    if timestamp <= 0 || timestamp > now + MAX_CLOCK_SKEW_SECS {
+        tracing::warn!(
+            timestamp,
+            "replacing an implausible message timestamp with the time of receipt"
+        );
+        now
+    } else {
+        timestamp
+    }
+}
+
+/// Removes NUL characters, which PostgreSQL text and jsonb cannot hold.
+pub fn strip_nul(text: &str) -> String {
+    text.replace('\0', "")
+}
+
+/// A copy of a JSON value with NUL characters removed from every string and key.
+pub fn clean_json(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains('\0') => Value::String(strip_nul(text)),
+        Value::Array(items) => Value::Array(items.iter().map(clean_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (strip_nul(k), clean_json(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 async fn upsert_contact(
@@ -134,9 +238,10 @@ async fn note_customer_message(
     tenant_id: Uuid,
     conversation_id: Uuid,
     message_id: Uuid,
-    message: &InboundMessage,
+    prepared: &Prepared<'_>,
 ) -> sqlx::Result<()> {
-    let sent_at = unix_time(message.timestamp);
+    let message = prepared.message;
+    let sent_at = unix_time(prepared.timestamp);
     sqlx::query(
         "UPDATE conversations SET last_customer_message_at =
              GREATEST(COALESCE(last_customer_message_at, '-infinity'::timestamptz), $2)
@@ -151,8 +256,8 @@ async fn note_customer_message(
         "message_id": message_id,
         "direction": "inbound",
         "wamid": message.id,
-        "message_type": message.kind.type_name(),
-        "body": message.kind.text(),
+        "message_type": type_name(message),
+        "body": message.kind.text().map(strip_nul),
         "timestamp": sent_at,
     });
     staff::record_event(
@@ -171,8 +276,9 @@ async fn insert_message(
     tx: &mut TenantTx,
     tenant_id: Uuid,
     conversation_id: Uuid,
-    message: &InboundMessage,
+    prepared: &Prepared<'_>,
 ) -> sqlx::Result<Option<(i64, Uuid)>> {
+    let message = prepared.message;
     let message_id: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO messages (id, tenant_id, conversation_id, wamid, message_type, body,
                                context_wamid, payload, wa_timestamp)
@@ -184,11 +290,11 @@ async fn insert_message(
     .bind(tenant_id)
     .bind(conversation_id)
     .bind(&message.id)
-    .bind(message.kind.type_name())
-    .bind(message.kind.text())
-    .bind(message.context_id.as_deref())
-    .bind(&message.raw)
-    .bind(unix_time(message.timestamp))
+    .bind(type_name(message))
+    .bind(message.kind.text().map(strip_nul))
+    .bind(message.context_id.as_deref().map(strip_nul))
+    .bind(&prepared.raw)
+    .bind(unix_time(prepared.timestamp))
     .fetch_optional(&mut **tx)
     .await?;
     let Some(message_id) = message_id else {
@@ -207,6 +313,16 @@ async fn insert_message(
     Ok(Some((event_id, message_id)))
 }
 
+/// The Cloud API type name, or `unsupported` for a name too long to be real.
+fn type_name(message: &InboundMessage) -> &str {
+    let name = message.kind.type_name();
+    if name.len() > MAX_TYPE_LEN || name.contains('\0') {
+        "unsupported"
+    } else {
+        name
+    }
+}
+
 /// Stores a status item; `false` when the same status of the same message was stored before.
 async fn insert_status(tx: &mut TenantTx, tenant_id: Uuid, status: &Status) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
@@ -219,21 +335,17 @@ async fn insert_status(tx: &mut TenantTx, tenant_id: Uuid, status: &Status) -> s
     .bind(&status.id)
     .bind(status.status.as_str())
     .bind(unix_time(status.timestamp))
-    .bind(status.recipient_id.as_deref())
-    .bind(status.biz_opaque_callback_data.as_deref())
+    .bind(status.recipient_id.as_deref().map(strip_nul))
+    .bind(status.biz_opaque_callback_data.as_deref().map(strip_nul))
     .bind(status.errors.first().map(|e| e.code))
-    .bind(&status.raw)
+    .bind(clean_json(&status.raw))
     .execute(&mut **tx)
     .await?;
     Ok(inserted.rows_affected() == 1)
 }
 
 /// Records WhatsApp's own marketing stop or resume for a contact.
-async fn apply_preference(
-    tx: &mut TenantTx,
-    tenant_id: Uuid,
-    preference: &UserPreference,
-) -> sqlx::Result<()> {
+async fn apply_preference(tx: &mut TenantTx, preference: &UserPreference) -> sqlx::Result<()> {
     let stopped = match preference.value.as_str() {
         "stop" => true,
         "resume" => false,
@@ -242,14 +354,15 @@ async fn apply_preference(
             return Ok(());
         }
     };
+    // The contact row exists: the intake upserted every WhatsApp id of the change first.
+    // Only a preference at least as new as the last one applied counts.
     sqlx::query(
-        "INSERT INTO contacts (id, tenant_id, wa_id, marketing_opted_out) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tenant_id, wa_id) DO UPDATE SET marketing_opted_out = EXCLUDED.marketing_opted_out",
+        "UPDATE contacts SET marketing_opted_out = $2, marketing_preference_at = $3
+         WHERE wa_id = $1 AND COALESCE(marketing_preference_at, 0) <= $3",
     )
-    .bind(Uuid::now_v7())
-    .bind(tenant_id)
     .bind(&preference.wa_id)
     .bind(stopped)
+    .bind(preference.timestamp)
     .execute(&mut **tx)
     .await?;
     Ok(())

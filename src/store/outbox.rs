@@ -1,8 +1,9 @@
 //! The outbox: every outbound message from the decision to send it until its final status.
 //!
 //! Statuses only move forward (queued, sending, sent, delivered, read); failed and cancelled are
-//! final. Status webhooks can arrive before the send call returns, out of order, or twice, so
-//! every update below is written to be safe in any order.
+//! final, and a failure reported after delivery was confirmed is kept in `message_statuses`
+//! without changing the row. Status webhooks can arrive before the send call returns, out of
+//! order, or twice, so every update below is written to be safe in any order.
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -78,7 +79,7 @@ pub async fn apply_status(tx: &mut TenantTx, update: &StatusUpdate) -> sqlx::Res
          WHERE (id = $5 OR wamid = $2)
            AND status NOT IN ('failed', 'cancelled')
            AND ({RANK}) < $6
-                      AND NOT ($1 = 'failed' AND status = 'read')
+                                 AND NOT ($1 = 'failed' AND status IN ('delivered', 'read'))
          RETURNING {CHANGED_COLUMNS}"
     ))
     .bind(new_status)

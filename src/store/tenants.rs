@@ -123,7 +123,7 @@ fn validate(tenant: &NewTenant) -> Result<(), TenantError> {
             reason: reason.to_string(),
         })
     };
-    if tenant.name.trim().is_empty() || tenant.name.len() > 200 {
+    if tenant.name.trim().is_empty() || tenant.name.chars().count() > 200 {
         return invalid("name", "must be 1 to 200 characters");
     }
     if tenant.phone_number_id.is_empty()

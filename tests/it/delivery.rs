@@ -117,6 +117,10 @@ async fn statuses_only_move_forward() {
     ))
     .await;
     assert_eq!(current().await, "read", "read is not undone by failed");
+    let failures = env
+        .count("SELECT count(*) FROM message_statuses WHERE status = 'failed'")
+        .await;
+    assert_eq!(failures, 1, "the failure is kept in the status history");
     env.finish().await;
 }
 

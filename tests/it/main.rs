@@ -7,6 +7,7 @@ mod api;
 mod api_auth;
 mod conversation;
 mod delivery;
+mod hostile;
 mod isolation;
 mod recovery;
 mod webhook;
