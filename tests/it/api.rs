@@ -991,3 +991,72 @@ async fn openapi_describes_every_route() {
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forbidden_and_invalid_paths_per_route() {
+    let env = TestEnv::start().await;
+    let api = Api::new(&env);
+    let w = world(&env, &api).await;
+    let conversation = customer_writes(&env, "919812300045", "wamid.P1", 0, "hello").await;
+    let contact: Uuid = sqlx::query_scalar("SELECT contact_id FROM conversations WHERE id = $1")
+        .bind(conversation)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    let c = format!("/v1/conversations/{conversation}");
+
+    // A platform administrator reaches no dealership route.
+    let routes = [
+        (reqwest::Method::GET, "/v1/conversations".to_string()),
+        (reqwest::Method::GET, c.clone()),
+        (reqwest::Method::GET, format!("{c}/messages")),
+        (reqwest::Method::POST, format!("{c}/messages")),
+        (reqwest::Method::POST, format!("{c}/takeover")),
+        (reqwest::Method::POST, format!("{c}/release")),
+        (reqwest::Method::POST, format!("{c}/assign")),
+        (reqwest::Method::GET, format!("/v1/contacts/{contact}")),
+        (reqwest::Method::GET, "/v1/events".to_string()),
+        (reqwest::Method::GET, "/v1/audit".to_string()),
+    ];
+    for (method, path) in &routes {
+        let body = (method == reqwest::Method::POST)
+            .then(|| json!({ "text": "x", "user_id": w.agent.user_id }));
+        let (status, _) = api
+            .send(method.clone(), path, Some(&w.admin.access), body)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+
+    // Another dealership's owner gets 404 on assignment too.
+    let (status, _) = api
+        .post(
+            &w.owner_b.access,
+            &format!("{c}/assign"),
+            json!({ "user_id": w.agent.user_id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Invalid parameters.
+    let (status, _) = api
+        .get(&w.agent.access, &format!("{c}/messages?limit=0"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = api
+        .get(&w.agent.access, &format!("{c}/messages?limit=ten"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = api.get(&w.owner.access, "/v1/audit?before=yesterday").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = api
+        .post(
+            &w.agent.access,
+            "/v1/conversations/not-a-uuid/takeover",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = api.get(&w.agent.access, "/v1/no-such-route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    env.finish().await;
+}
