@@ -99,16 +99,21 @@ pub async fn ingest(
     wa_ids.dedup();
 
     let mut tx = tenant_tx(pool, tenant_id).await?;
-    let senders: std::collections::HashSet<&str> = messages
-        .iter()
-        .map(|prepared| prepared.message.from.as_str())
-        .collect();
+    let mut senders: HashMap<&str, i64> = HashMap::new();
+    for prepared in &messages {
+        let latest = senders
+            .entry(prepared.message.from.as_str())
+            .or_insert(prepared.timestamp);
+        *latest = (*latest).max(prepared.timestamp);
+    }
     let mut conversations: HashMap<&str, Uuid> = HashMap::new();
     for wa_id in wa_ids {
         let name = names.get(wa_id).map(String::as_str);
         let contact_id = upsert_contact(&mut tx, tenant_id, wa_id, name).await?;
-        if senders.contains(wa_id) {
-            let id = upsert_conversation(&mut tx, tenant_id, contact_id, phone_number_id).await?;
+        if let Some(latest) = senders.get(wa_id) {
+            let latest = unix_time(*latest);
+            let id = upsert_conversation(&mut tx, tenant_id, contact_id, phone_number_id, latest)
+                .await?;
             conversations.insert(wa_id, id);
         }
     }
@@ -117,7 +122,7 @@ pub async fn ingest(
         let conversation_id = conversations[prepared.message.from.as_str()];
         match insert_message(&mut tx, tenant_id, conversation_id, prepared).await? {
             Some((event_id, message_id)) => {
-                note_customer_message(&mut tx, tenant_id, conversation_id, message_id, prepared)
+                record_message_event(&mut tx, tenant_id, conversation_id, message_id, prepared)
                     .await?;
                 ingested.events.push(NewEvent {
                     tenant_id,
@@ -211,29 +216,37 @@ async fn upsert_contact(
     .await
 }
 
+/// Creates or touches the customer's conversation. `latest_message_at` is the newest Meta
+/// timestamp among the customer's messages in this change, which opens the 24-hour service
+/// window; a redelivered message sets it to a value it already had.
 async fn upsert_conversation(
     tx: &mut TenantTx,
     tenant_id: Uuid,
     contact_id: Uuid,
     phone_number_id: &str,
+    latest_message_at: DateTime<Utc>,
 ) -> sqlx::Result<Uuid> {
     sqlx::query_scalar(
-        "INSERT INTO conversations (id, tenant_id, contact_id, phone_number_id, last_message_at)
-         VALUES ($1, $2, $3, $4, now())
+        "INSERT INTO conversations (id, tenant_id, contact_id, phone_number_id, last_message_at,
+                                    last_customer_message_at)
+         VALUES ($1, $2, $3, $4, now(), $5)
          ON CONFLICT (tenant_id, contact_id)
-         DO UPDATE SET phone_number_id = EXCLUDED.phone_number_id, last_message_at = now()
+         DO UPDATE SET phone_number_id = EXCLUDED.phone_number_id, last_message_at = now(),
+             last_customer_message_at = GREATEST(
+                 COALESCE(conversations.last_customer_message_at, '-infinity'::timestamptz), $5)
          RETURNING id",
     )
     .bind(Uuid::now_v7())
     .bind(tenant_id)
     .bind(contact_id)
     .bind(phone_number_id)
+    .bind(latest_message_at)
     .fetch_one(&mut **tx)
     .await
 }
 
-/// Opens the 24-hour service window and tells staff about the new message.
-async fn note_customer_message(
+/// Records the new message for the staff API's live event feed.
+async fn record_message_event(
     tx: &mut TenantTx,
     tenant_id: Uuid,
     conversation_id: Uuid,
@@ -242,15 +255,6 @@ async fn note_customer_message(
 ) -> sqlx::Result<()> {
     let message = prepared.message;
     let sent_at = unix_time(prepared.timestamp);
-    sqlx::query(
-        "UPDATE conversations SET last_customer_message_at =
-             GREATEST(COALESCE(last_customer_message_at, '-infinity'::timestamptz), $2)
-         WHERE id = $1",
-    )
-    .bind(conversation_id)
-    .bind(sent_at)
-    .execute(&mut **tx)
-    .await?;
     let payload = json!({
         "conversation_id": conversation_id,
         "message_id": message_id,
