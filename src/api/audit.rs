@@ -15,7 +15,7 @@ use crate::auth::Role;
 use crate::http::AppState;
 use crate::store::{self, staff::AuditEntry};
 
-/// Writes one audit row per request after the handler has answered.
+/// Writes one audit row per request once the handler has produced its response.
 pub async fn record(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let request_id = request
         .headers()

@@ -281,8 +281,8 @@ pub async fn takeover(
         });
     }
 
-    // The actor commits the mode, so an auto-reply it is about to queue becomes stale; the
-    // sender also cancels automated replies of human-run conversations at send time.
+    // The actor commits the mode, so an auto-reply it is about to queue becomes stale. As a
+    // second guard, the sender cancels automated replies of human-run conversations.
     command(
         &state,
         ConversationKey {
@@ -304,7 +304,7 @@ pub async fn takeover(
     responses(
         (status = 200, body = ConversationView),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "The AI already answers this conversation"),
+        (status = 409, body = ErrorBody, description = "The conversation is already in AI mode"),
     ),
     security(("bearer" = []))
 )]
@@ -321,7 +321,7 @@ pub async fn release(
     if current.mode != "human" {
         return Err(ApiError::Conflict {
             code: "not_taken_over",
-            message: "the AI already answers this conversation".into(),
+            message: "the conversation is already in AI mode".into(),
         });
     }
     command(
