@@ -79,6 +79,7 @@ struct Child {
 pub struct SupervisorState<B> {
     backend: Arc<B>,
     conversation_config: ConversationConfig,
+    // NOTE: idle actors stop after their timeout, but nothing caps how many run at once.
     conversations: HashMap<ConversationKey, Child>,
     senders: HashMap<String, ActorRef<SenderMsg>>,
     /// Child kinds by actor id, for supervision events.

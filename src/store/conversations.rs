@@ -201,6 +201,8 @@ pub async fn commit(
         .await?;
     }
 
+    // NOTE: follow-up timers do not exist yet, so `commit.cancel_follow_ups` has nothing to
+    // cancel; the opt-out above already cancels every queued message.
     let mut queued = Vec::new();
     if !commit.sends.is_empty() {
         let settings = tenants::settings(&mut tx).await?;
