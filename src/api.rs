@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
     let routes = routes
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state, audit::record));
     let spec = openapi.clone();
     let with_spec = Router::new()
@@ -71,6 +72,17 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("route")
+}
+
+async fn method_not_allowed() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = error::ErrorBody {
+        error: error::ErrorDetail {
+            code: "method_not_allowed".into(),
+            message: "this route does not accept that method".into(),
+        },
+    };
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
 /// Validates a page size.

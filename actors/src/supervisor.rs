@@ -164,7 +164,11 @@ impl<B: Backend> Actor for Supervisor<B> {
                 }
             }
             SupervisorMsg::Recover(key) => {
-                // Starting the actor resumes a reply it owed even when no event is waiting.
+                // A running actor has its state and receives its events; only a stopped one
+                // needs starting, which also resumes a reply it owes.
+                if state.conversations.contains_key(&key) {
+                    return Ok(());
+                }
                 state.child(&myself, key).await;
                 match state.backend.unprocessed_events(key).await {
                     Ok(events) => {

@@ -3,13 +3,13 @@
 use axum::extract::{Query, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::error::ApiResult;
+use super::error::{ApiError, ApiResult};
 use super::extract::{AuditSlot, Staff};
 use crate::auth::Role;
 use crate::http::AppState;
@@ -29,19 +29,33 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
     let slot = AuditSlot::default();
     request.extensions_mut().insert(slot.clone());
 
-    let mut response = next.run(request).await;
+    // The handler and the audit row run in a task of their own, so a client that disconnects
+    // mid-request can neither cut a change off halfway nor leave it unaudited.
+    let recorded_id = request_id.clone();
+    let handled = tokio::spawn(async move {
+        let response = next.run(request).await;
+        let identity = slot.identity();
+        let status = i32::from(response.status().as_u16());
+        let written = insert(&state, identity, &method, &path, status, &recorded_id).await;
+        if let Err(error) = written {
+            tracing::error!(
+                error = format!("{error:#}"),
+                request_id = recorded_id,
+                path,
+                "could not write audit row"
+            );
+        }
+        response
+    })
+    .await;
 
-    let identity = slot.identity();
-    let status = i32::from(response.status().as_u16());
-    let written = insert(&state, identity, &method, &path, status, &request_id).await;
-    if let Err(error) = written {
-        tracing::error!(
-            error = format!("{error:#}"),
-            request_id,
-            path,
-            "could not write audit row"
-        );
-    }
+    let mut response = match handled {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::error!(%error, request_id, "staff API handler panicked");
+            ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
+        }
+    };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }

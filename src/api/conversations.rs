@@ -103,7 +103,8 @@ pub async fn list(
 }
 
 fn encode_cursor(at: Option<DateTime<Utc>>, id: Uuid) -> String {
-    let micros = at.map_or(i64::MIN, |at| at.timestamp_micros());
+    // The listing sorts a conversation without messages as if its last one were at the epoch.
+    let micros = at.map_or(0, |at| at.timestamp_micros());
     URL_SAFE_NO_PAD.encode(format!("{micros}_{id}"))
 }
 
@@ -115,11 +116,12 @@ fn decode_cursor(cursor: &str) -> ApiResult<(DateTime<Utc>, Uuid)> {
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let (micros, id) = text.split_once('_').ok_or_else(invalid)?;
     let micros: i64 = micros.parse().map_err(|_| invalid())?;
-    let at = if micros == i64::MIN {
-        DateTime::<Utc>::MIN_UTC
-    } else {
-        DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?
-    };
+    // Year 10000 in microseconds; PostgreSQL timestamps go no further in practice.
+    const LATEST_MICROS: i64 = 253_402_300_800_000_000;
+    if !(0..LATEST_MICROS).contains(&micros) {
+        return Err(invalid());
+    }
+    let at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
     Ok((at, id.parse().map_err(|_| invalid())?))
 }
 
@@ -266,14 +268,20 @@ pub async fn takeover(
 ) -> ApiResult<Json<ConversationView>> {
     staff.require(STAFF_ROLES)?;
     let Path(id) = id?;
+    // Claiming the conversation is one conditional update, so of two staff members taking it
+    // over at the same moment exactly one succeeds.
     let mut tx = store::tenant_tx(&state.pool, staff.tenant_id).await?;
-    let current = find(&mut tx, id).await?;
+    find(&mut tx, id).await?;
+    let claimed = sqlx::query(
+        "UPDATE conversations SET assigned_to = $2, staff_activity_at = now()
+         WHERE id = $1 AND (assigned_to IS NULL OR assigned_to = $2)",
+    )
+    .bind(id)
+    .bind(staff.user_id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
-    if current.mode == "human"
-        && current
-            .assigned_to
-            .is_some_and(|owner| owner != staff.user_id)
-    {
+    if claimed.rows_affected() == 0 {
         return Err(ApiError::Conflict {
             code: "already_taken_over",
             message: "another staff member owns this conversation; a manager can reassign it"
@@ -324,6 +332,7 @@ pub async fn release(
             message: "the conversation is already in AI mode".into(),
         });
     }
+    ensure_not_owned_by_other(&staff, &current)?;
     command(
         &state,
         ConversationKey {
@@ -433,6 +442,7 @@ pub async fn send(
 
     let mut tx = store::tenant_tx(&state.pool, staff.tenant_id).await?;
     let conversation = find(&mut tx, id).await?;
+    ensure_not_owned_by_other(&staff, &conversation)?;
     if conversation.opted_out {
         return Err(ApiError::Conflict {
             code: "contact_opted_out",
@@ -535,6 +545,23 @@ pub async fn send(
     ))
 }
 
+/// Rejects an agent acting on a conversation another staff member owns; owners and managers
+/// may step in.
+fn ensure_not_owned_by_other(staff: &Staff, conversation: &ConversationView) -> ApiResult<()> {
+    let owned_by_other = conversation.mode == "human"
+        && conversation
+            .assigned_to
+            .is_some_and(|owner| owner != staff.user_id);
+    if owned_by_other && staff.role == Role::Agent {
+        return Err(ApiError::Conflict {
+            code: "owned_by_other",
+            message: "another staff member owns this conversation; a manager can reassign it"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 enum Content {
     Text(String),
     Template(TemplateRequest),
@@ -548,8 +575,16 @@ fn validate_send(request: SendRequest) -> ApiResult<Content> {
         (None, None) => Err(ApiError::Unprocessable("give text or template".into())),
         (Some(text), None) => {
             let length = text.chars().count();
-            if text.trim().is_empty() {
+            let visible = text.chars().any(|c| {
+                !c.is_whitespace()
+                    && !matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+            });
+            if !visible {
                 Err(ApiError::Unprocessable("text must not be empty".into()))
+            } else if text.contains('\0') {
+                Err(ApiError::Unprocessable(
+                    "text must not contain NUL characters".into(),
+                ))
             } else if length > MAX_TEXT_CHARS {
                 Err(ApiError::Unprocessable(format!(
                     "text is {length} characters; WhatsApp allows at most {MAX_TEXT_CHARS}"
@@ -559,7 +594,11 @@ fn validate_send(request: SendRequest) -> ApiResult<Content> {
             }
         }
         (None, Some(template)) => {
-            if template.name.trim().is_empty() || template.language.trim().is_empty() {
+            if template.name.trim().is_empty()
+                || template.language.trim().is_empty()
+                || template.name.contains('\0')
+                || template.language.contains('\0')
+            {
                 Err(ApiError::Unprocessable(
                     "template name and language must not be empty".into(),
                 ))

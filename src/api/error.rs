@@ -26,6 +26,9 @@ pub enum ApiError {
     /// The request is well-formed but invalid.
     #[error("{0}")]
     Unprocessable(String),
+    /// The body is not JSON, is not sent as JSON, or is too large.
+    #[error("{message}")]
+    BadBody { status: StatusCode, message: String },
     /// Anything else; the cause is logged, not sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            ApiError::BadBody { status, .. } => (*status, "invalid_body"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -103,7 +107,17 @@ impl From<anyhow::Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        ApiError::Unprocessable(format!("invalid JSON body: {}", rejection.body_text()))
+        // Well-formed JSON of the wrong shape is 422; anything that is not JSON keeps axum's
+        // status (400 malformed, 413 too large, 415 wrong content type).
+        match rejection {
+            JsonRejection::JsonDataError(_) => {
+                ApiError::Unprocessable(format!("invalid JSON body: {}", rejection.body_text()))
+            }
+            other => ApiError::BadBody {
+                status: other.status(),
+                message: other.body_text(),
+            },
+        }
     }
 }
 

@@ -36,6 +36,9 @@ struct Feed {
     cursor: i64,
     sent: BTreeSet<i64>,
     first: bool,
+    /// The access token that opened the stream, checked again before every poll.
+    token: String,
+    user_id: Uuid,
 }
 
 /// Streams the tenant's changes. A client that reconnects with `Last-Event-ID` receives what it
@@ -58,7 +61,8 @@ pub async fn stream(
     let resume_from = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<i64>().ok());
+        .and_then(|value| value.trim().parse::<i64>().ok())
+        .map(|id| id.max(0));
 
     let start = match resume_from {
         Some(id) => id,
@@ -78,6 +82,10 @@ pub async fn stream(
         cursor: start,
         sent: BTreeSet::new(),
         first: true,
+        token: super::extract::bearer_token(&headers)
+            .unwrap_or_default()
+            .to_string(),
+        user_id: staff.user_id,
     };
 
     let stop = feed.state.stop.clone();
@@ -86,6 +94,12 @@ pub async fn stream(
             tokio::time::sleep(POLL_INTERVAL).await;
         }
         feed.first = false;
+        // The stream lives no longer than the credentials that opened it.
+        if feed.state.auth.verify_access(&feed.token).is_err()
+            || !super::extract::account_active(&feed.state, feed.user_id).await
+        {
+            return None;
+        }
         let batch = feed.poll().await;
         Some((stream::iter(batch), feed))
     })
@@ -96,7 +110,7 @@ pub async fn stream(
 
 impl Feed {
     async fn poll(&mut self) -> Vec<Result<Event, Infallible>> {
-        let after = self.floor.max(self.cursor - LOOKBACK_IDS);
+        let after = self.floor.max(self.cursor.saturating_sub(LOOKBACK_IDS));
         let rows = match self.fetch(after).await {
             Ok(rows) => rows,
             Err(error) => {
@@ -124,7 +138,7 @@ impl Feed {
                 .data(data.to_string())));
         }
         // Ids below the lookback can no longer arrive, so forget them.
-        let keep_from = self.cursor - LOOKBACK_IDS;
+        let keep_from = self.cursor.saturating_sub(LOOKBACK_IDS);
         self.sent = self.sent.split_off(&keep_from);
         events
     }

@@ -35,20 +35,24 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
+        if !parts
             .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("missing Authorization header".to_string()))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("Authorization must be `Bearer <access token>`".to_string())
-            })?;
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            return Err(ApiError::Unauthorized(
+                "missing Authorization header".to_string(),
+            ));
+        }
+        let token = bearer_token(&parts.headers).ok_or_else(|| {
+            ApiError::Unauthorized("Authorization must be `Bearer <access token>`".to_string())
+        })?;
         let identity = state.auth.verify_access(token)?;
+        // A disabled or deleted account loses access at once, not when its token expires.
+        if !account_active(state, identity.user_id).await {
+            return Err(ApiError::Unauthorized(
+                "account disabled or removed".to_string(),
+            ));
+        }
         if let Some(slot) = parts.extensions.get::<AuditSlot>() {
             slot.set(identity);
         }
@@ -95,6 +99,34 @@ impl FromRequestParts<AppState> for Staff {
             _ => Err(ApiError::Forbidden(
                 "platform administrators see aggregate figures only".to_string(),
             )),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer` header; the scheme name is case-insensitive.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Whether a staff account exists and is not disabled. Runs as the platform role, because it
+/// applies to platform administrators as well; a failed lookup counts as inactive.
+pub async fn account_active(state: &AppState, user_id: Uuid) -> bool {
+    let active =
+        sqlx::query_scalar::<_, bool>("SELECT disabled_at IS NULL FROM staff_users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&state.pool)
+            .await;
+    match active {
+        Ok(found) => found.unwrap_or(false),
+        Err(error) => {
+            tracing::warn!(%error, %user_id, "could not check whether an account is active");
+            false
         }
     }
 }

@@ -23,6 +23,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::password::{hash_password, verify_password, MAX_PASSWORD_BYTES};
+
+/// Password checks allowed to run at once.
+static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 use super::{AuthConfig, Identity, Role};
 use crate::api::error::ApiError;
 
@@ -228,8 +231,9 @@ pub async fn login(
     // NOTE: nothing limits the rate of attempts per email or per client, so the argon2 cost is
     // the only brake on password guessing.
 
-    // No account can have a longer password, and hashing one would only cost time.
-    if password.len() > MAX_PASSWORD_BYTES {
+    // No account can have a longer password or an email with a NUL character, and checking
+    // one would only cost time.
+    if password.len() > MAX_PASSWORD_BYTES || email.contains('\0') {
         return Err(AuthError::InvalidCredentials);
     }
     let user: Option<LoginRow> = sqlx::query_as(
@@ -242,6 +246,12 @@ pub async fn login(
 
     let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
     let password = password.to_string();
+    // Each check holds about 19 MiB for argon2, so a flood of logins is queued here rather
+    // than run all at once.
+    let _permit = PASSWORD_CHECKS
+        .acquire()
+        .await
+        .context("password check limiter closed")?;
     let matches = tokio::task::spawn_blocking(move || {
         let hash = stored_hash
             .as_deref()

@@ -116,8 +116,8 @@ pub async fn list_conversations(
                 AND c.last_message_at > COALESCE(c.staff_read_at, '-infinity'::timestamptz)) = $3)
            AND ($4::boolean IS NULL OR ct.opted_out = $4)
            AND ($5::timestamptz IS NULL
-                OR (COALESCE(c.last_message_at, '-infinity'::timestamptz), c.id) < ($5, $6))
-         ORDER BY COALESCE(c.last_message_at, '-infinity'::timestamptz) DESC, c.id DESC
+                OR (COALESCE(c.last_message_at, 'epoch'::timestamptz), c.id) < ($5, $6))
+         ORDER BY COALESCE(c.last_message_at, 'epoch'::timestamptz) DESC, c.id DESC
          LIMIT $7"
     ))
     .bind(filter.mode.as_deref())

@@ -1060,3 +1060,135 @@ async fn forbidden_and_invalid_paths_per_route() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_takeovers_have_one_winner() {
+    let env = TestEnv::start().await;
+    let api = Api::new(&env);
+    let w = world(&env, &api).await;
+    let conversation = customer_writes(&env, "919812300045", "wamid.CT1", 0, "hello").await;
+    let path = format!("/v1/conversations/{conversation}/takeover");
+    let (first, second) = tokio::join!(
+        api.post(&w.agent.access, &path, json!({})),
+        api.post(&w.other_agent.access, &path, json!({})),
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+
+    // The loser may not release or answer the winner's conversation either.
+    let (winner, loser) = if first.0 == StatusCode::OK {
+        (&w.agent, &w.other_agent)
+    } else {
+        (&w.other_agent, &w.agent)
+    };
+    let (status, _) = api
+        .post(
+            &loser.access,
+            &format!("/v1/conversations/{conversation}/release"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = api
+        .post(
+            &loser.access,
+            &format!("/v1/conversations/{conversation}/messages"),
+            json!({ "text": "me too" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, view) = api
+        .get(&winner.access, &format!("/v1/conversations/{conversation}"))
+        .await;
+    assert_eq!(view["assigned_to"], json!(winner.user_id));
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disabled_account_and_expiry_end_access() {
+    let env = TestEnv::start().await;
+    let api = Api::new(&env);
+    let w = world(&env, &api).await;
+
+    // An event stream ends when its access token expires.
+    let mut stream = api
+        .http
+        .get(format!("{}/v1/events", api.base))
+        .bearer_auth(&w.manager.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    env.clock.advance(chrono::Duration::minutes(16));
+    env.post_ok(
+        &env.customer("919812300045")
+            .text("wamid.EXP1", ts(0), "after expiry"),
+    )
+    .await;
+    let late = read_events(&mut stream, Duration::from_secs(2), |_| true).await;
+    assert!(
+        late.is_empty(),
+        "an expired stream delivers nothing: {late:?}"
+    );
+
+    // A disabled account is refused even with an unexpired token.
+    let (_, fresh) = api.login("agent@sai.example", PASSWORD).await;
+    let token = fresh["access_token"].as_str().unwrap().to_string();
+    sqlx::query("UPDATE staff_users SET disabled_at = now() WHERE id = $1")
+        .bind(w.agent.user_id)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let (status, _) = api.get(&token, "/v1/conversations").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_bodies_and_methods() {
+    let env = TestEnv::start().await;
+    let api = Api::new(&env);
+    let url = format!("{}/v1/auth/login", api.base);
+    let malformed = api
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{\"email\":")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let plain = api
+        .http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, body) = api
+        .send(reqwest::Method::DELETE, "/v1/conversations", None, None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(code(&body), "method_not_allowed");
+
+    let w = world(&env, &api).await;
+    let odd = api
+        .http
+        .get(format!("{}/v1/events", api.base))
+        .bearer_auth(&w.agent.access)
+        .header("last-event-id", i64::MIN.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(odd.status(), StatusCode::OK);
+    let (status, _) = api.get(&w.agent.access, "/v1/conversations?cursor=LTkyMjMzNzIwMzY4NTQ3NzU4MDhfMDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw").await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a cursor before the epoch"
+    );
+    env.finish().await;
+}

@@ -194,7 +194,7 @@ async fn reused_refresh_token_is_unauthorized() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn invalid_bodies_are_unprocessable() {
+async fn invalid_bodies_rejected() {
     let db = TestDb::create().await;
     let base = serve(&db).await;
 
@@ -227,13 +227,14 @@ async fn invalid_bodies_are_unprocessable() {
         assert_eq!(error["error"]["code"], "invalid_request", "{path} {body}");
     }
 
+    // Bodies that are not JSON at all keep their own statuses: 400 malformed, 415 not JSON.
     for path in ["/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"] {
         let (status, error) = post_raw(&base, path, "application/json", "{not json").await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}");
-        assert_eq!(error["error"]["code"], "invalid_request", "{path}");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(error["error"]["code"], "invalid_body", "{path}");
         let (status, error) = post_raw(&base, path, "text/plain", "{}").await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}");
-        assert_eq!(error["error"]["code"], "invalid_request", "{path}");
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}");
+        assert_eq!(error["error"]["code"], "invalid_body", "{path}");
     }
 }
 
