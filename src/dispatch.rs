@@ -6,6 +6,7 @@
 //! after its effects are committed in PostgreSQL. Redis is a dispatch path, not the record: the
 //! recovery sweep re-dispatches stored events that Redis lost.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,6 +30,8 @@ const GROUP: &str = "velochat";
 const STREAM_MAX_LEN: usize = 100_000;
 const READ_BLOCK: Duration = Duration::from_secs(2);
 const READ_COUNT: usize = 100;
+/// Reader failures since start-up, across all shards and engines in the process.
+static READER_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 /// Maps a conversation to its shard. Version 1: the first eight bytes of SHA-256 over
 /// `v1:<conversation id>`, modulo the shard count. Changing it moves conversations between
@@ -185,9 +188,11 @@ impl ShardReader {
                 Ok(()) => return,
                 Err(error) => {
                     failures += 1;
-                    // Log the first failure and then every 30th, so an outage is not a flood.
-                    if failures == 1 || failures % 30 == 0 {
-                        warn!(shard = self.shard, %error, failures, "stream reader failed; reconnecting");
+                    // All readers fail together when Redis is down, so the count is shared: the
+                    // first failure is logged, then every 500th across all shards.
+                    let total = READER_FAILURES.fetch_add(1, Ordering::Relaxed) + 1;
+                    if total == 1 || total % 500 == 0 {
+                        warn!(shard = self.shard, %error, failures_so_far = total, "stream readers failing; reconnecting");
                     }
                     tokio::time::sleep(
                         Duration::from_secs(1).min(Duration::from_millis(100) * failures),
