@@ -99,6 +99,20 @@ pub async fn receive(
     verify_signature(state.app_secret.expose().as_bytes(), signature, &body)?;
     let changes = parse_webhook(&replace_lone_surrogates(&body))?;
 
+    // Storing runs in a task of its own, so Meta closing the connection early cannot drop the
+    // work halfway through a transaction.
+    tokio::spawn(store_changes(state, changes))
+        .await
+        .map_err(|error| {
+            WebhookError::Storage(anyhow::anyhow!("webhook storage task failed: {error}"))
+        })?
+}
+
+/// Stores every change of a verified webhook, then dispatches the new events.
+async fn store_changes(
+    state: AppState,
+    changes: Vec<crate::whatsapp::ChangeValue>,
+) -> Result<StatusCode, WebhookError> {
     let mut tenants_by_number: HashMap<String, Option<uuid::Uuid>> = HashMap::new();
     let mut new_events = Vec::new();
     for change in &changes {
