@@ -198,7 +198,13 @@ fn demo_tenant() -> tenants::NewTenant {
         phone_number_id: PHONE_NUMBER_ID.to_string(),
         display_phone: DISPLAY_PHONE.to_string(),
         access_token: "demo-access-token".to_string(),
-        profile: json!({
+        profile: demo_profile(),
+    }
+}
+
+/// The profile of the demo dealership, Sai Motors of Aurangabad.
+pub fn demo_profile() -> serde_json::Value {
+    json!({
             "dealership": "Sai Motors",
             "city": "Aurangabad",
             "greeting": "Namaste! Welcome to Sai Motors, your TVS dealer in Aurangabad.",
@@ -208,10 +214,9 @@ fn demo_tenant() -> tenants::NewTenant {
                 { "name": "Raider 125", "on_road_price": "Rs 1,05,900" }
             ],
             "test_ride": "Free test rides every day at the showroom; please bring your driving licence.",
-            "hours": "Mon-Sat 10:00-19:30, Sun 10:00-14:00",
+                        "hours": "Mon-Sat 10:00-19:30, Sun 10:00-14:00",
             "address": "Plot 12, Jalna Road, Aurangabad"
-        }),
-    }
+    })
 }
 
 fn demo_config(

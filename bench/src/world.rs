@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::json;
 use sqlx::PgPool;
 use velochat::engine::{Engine, EngineConfig, LlmConfig};
 use velochat::graph_stub::GraphStandIn;
@@ -164,19 +163,7 @@ fn dealership() -> tenants::NewTenant {
         phone_number_id: PHONE_NUMBER_ID.to_string(),
         display_phone: DISPLAY_PHONE.to_string(),
         access_token: "bench-access-token".to_string(),
-        profile: json!({
-            "dealership": "Sai Motors",
-            "city": "Aurangabad",
-            "greeting": "Namaste! Welcome to Sai Motors, your TVS dealer in Aurangabad.",
-            "models": [
-                { "name": "Jupiter ZX", "on_road_price": "Rs 87,500" },
-                { "name": "Ntorq 125", "on_road_price": "Rs 1,02,300" },
-                { "name": "Raider 125", "on_road_price": "Rs 1,05,900" }
-            ],
-            "test_ride": "Free test rides every day at the showroom; please bring your driving licence.",
-            "hours": "Mon-Sat 10:00-19:30, Sun 10:00-14:00",
-            "address": "Plot 12, Jalna Road, Aurangabad"
-        }),
+        profile: velochat::demo::demo_profile(),
     }
 }
 

@@ -232,6 +232,16 @@ async fn set_assignee(
     .bind(assignee)
     .execute(&mut *tx)
     .await?;
+    record_update(tx, staff, id, reason).await
+}
+
+/// Records a conversation's current mode and assignee for live clients, returning the new view.
+async fn record_update(
+    mut tx: TenantTx,
+    staff: &Staff,
+    id: Uuid,
+    reason: &str,
+) -> ApiResult<ConversationView> {
     let view = find(&mut tx, id).await?;
     let payload = json!({
         "conversation_id": id, "mode": view.mode, "assigned_to": view.assigned_to,
@@ -300,9 +310,9 @@ pub async fn takeover(
         Event::TakenOver,
     )
     .await?;
-    Ok(Json(
-        set_assignee(&state, &staff, id, Some(staff.user_id), "takeover").await?,
-    ))
+    // The claim above already set the assignee; only the change is left to record.
+    let tx = store::tenant_tx(&state.pool, staff.tenant_id).await?;
+    Ok(Json(record_update(tx, &staff, id, "takeover").await?))
 }
 
 /// Hands a conversation back to the AI.
