@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::clock::SharedClock;
 use crate::secret::Secret;
 
-/// What a staff account may do.
+/// The role of a staff account, which sets what it may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -25,7 +25,7 @@ pub enum Role {
     Owner,
     /// Supervises staff: conversations and assignment.
     Manager,
-    /// Answers customers: conversations, takeover, replies and release.
+    /// Replies to customers: conversations, takeover, replies and release.
     Agent,
     /// Operates the platform: aggregate figures only, never a tenant's data.
     PlatformAdmin,

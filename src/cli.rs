@@ -143,7 +143,7 @@ pub struct StaffArgs {
 
 #[derive(Debug, Args)]
 pub struct LlmArgs {
-    /// API key of an OpenAI-compatible provider; without it the built-in offline responder answers.
+    /// API key of an OpenAI-compatible provider; without it the built-in offline responder replies.
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<Secret>,
     /// Base URL of the OpenAI-compatible API, such as http://127.0.0.1:11434/v1 for a local server.
@@ -193,7 +193,7 @@ pub struct DemoArgs {
 }
 
 impl ServeArgs {
-    /// The engine configuration these options describe.
+    /// Builds the engine configuration these options describe.
     pub fn engine_config(&self) -> anyhow::Result<EngineConfig> {
         let tuning = &self.tuning;
         anyhow::ensure!(tuning.shards > 0, "VELOCHAT_SHARDS must be at least 1");

@@ -27,7 +27,7 @@ use crate::store::{self, tenants};
 const APP_SECRET: &str = "demo-app-secret";
 const PHONE_NUMBER_ID: &str = "106540352242922";
 const DISPLAY_PHONE: &str = "+919876500001";
-/// How long the demo waits after a message that should get no answer: longer than the reply
+/// How long the demo waits after a message that should get no reply: longer than the reply
 /// debounce plus a send.
 const SETTLE: Duration = Duration::from_millis(1500);
 
@@ -258,7 +258,8 @@ fn demo_config(
     }
 }
 
-/// The URL of a new database beside the one named in `database_url`, with `{suffix}` to fill.
+/// Returns the URL of a new database beside the one named in `database_url`, with `{suffix}`
+/// to fill.
 fn throwaway_database_url(database_url: &str) -> anyhow::Result<String> {
     let mut url = url::Url::parse(database_url).context("DATABASE_URL is not a valid URL")?;
     url.set_path("/velochat_demo_{suffix}");

@@ -26,7 +26,7 @@ use crate::whatsapp::GraphClient;
 /// How long shutdown waits for actors to stop and for sends in flight to be recorded.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Waits until no outbox row is mid-send, so that Meta's answers are recorded before the pool
+/// Waits until no outbox row is mid-send, so that Meta's responses are recorded before the pool
 /// closes; a row left sending would wait for the confirm window after the next start.
 async fn wait_for_sends_in_flight(pool: &sqlx::PgPool) {
     let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
@@ -163,12 +163,12 @@ impl Engine {
         })
     }
 
-    /// The engine's connection pool.
+    /// Returns the engine's connection pool.
     pub fn pool(&self) -> &sqlx::PgPool {
         &self.pool
     }
 
-    /// The supervisor, for routing staff actions.
+    /// Returns the supervisor, for routing staff actions.
     pub fn supervisor(&self) -> &ActorRef<SupervisorMsg> {
         &self.supervisor
     }

@@ -15,7 +15,7 @@ pub struct Customer {
 }
 
 impl Customer {
-    /// A webhook body carrying one text message.
+    /// Builds a webhook body carrying one text message.
     pub fn text(&self, wamid: &str, timestamp: i64, body: &str) -> Value {
         self.message(json!({
             "from": self.wa_id, "id": wamid, "timestamp": timestamp.to_string(),
@@ -23,7 +23,7 @@ impl Customer {
         }))
     }
 
-    /// A webhook body carrying one message item as given.
+    /// Builds a webhook body carrying one message item as given.
     pub fn message(&self, message: Value) -> Value {
         self.value(json!({
             "messaging_product": "whatsapp",
@@ -33,7 +33,7 @@ impl Customer {
         }))
     }
 
-    /// A webhook body around a change value.
+    /// Builds a webhook body around a change value.
     pub fn value(&self, value: Value) -> Value {
         json!({
             "object": "whatsapp_business_account",

@@ -114,7 +114,7 @@ pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()
     Ok(())
 }
 
-/// Begins a transaction that sees only `tenant_id`'s rows.
+/// Begins a transaction in which only `tenant_id`'s rows are visible.
 pub async fn tenant_tx(pool: &PgPool, tenant_id: Uuid) -> sqlx::Result<TenantTx> {
     let mut tx = pool.begin().await?;
     // Both settings are transaction-local, so the pooled connection returns to its own role.
@@ -125,7 +125,7 @@ pub async fn tenant_tx(pool: &PgPool, tenant_id: Uuid) -> sqlx::Result<TenantTx>
     Ok(tx)
 }
 
-/// The URL without its password, for messages.
+/// Returns the URL without its password, for messages.
 pub fn describe_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
@@ -138,7 +138,7 @@ pub fn describe_url(url: &str) -> String {
     }
 }
 
-/// Whether an error is a unique-constraint violation.
+/// Returns whether an error is a unique-constraint violation.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     error.as_database_error().and_then(|e| e.code()).as_deref() == Some("23505")
 }

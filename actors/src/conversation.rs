@@ -25,7 +25,7 @@ pub struct ConversationConfig {
     /// How long an actor waits without events before asking to be stopped.
     pub idle_timeout: Duration,
     /// How long to wait for further customer messages before generating a reply, so that several
-    /// quick messages get one answer.
+    /// quick messages get one reply.
     pub reply_debounce: Duration,
 }
 
@@ -48,7 +48,7 @@ pub enum ConversationMsg {
         /// The stream entry to acknowledge afterwards.
         delivery: Option<Delivery>,
     },
-    /// A state-machine event routed by the supervisor, such as a takeover by staff, answered
+    /// A state-machine event routed by the supervisor, such as a takeover by staff, replied to
     /// once the new state is committed.
     Command {
         /// The event.
@@ -208,7 +208,7 @@ impl<B: Backend> Actor for ConversationActor<B> {
                 runtime.apply(&myself, None, event).await?;
             }
             ConversationMsg::IdleCheck { sequence } => {
-                // The check itself bumped `activity`, so an untouched actor sees sequence + 1.
+                // The check itself bumped `activity`, so an untouched actor has sequence + 1.
                 if sequence + 1 == runtime.activity && runtime.reply_task.is_none() {
                     runtime.args.supervisor.cast(SupervisorMsg::Idle {
                         key: runtime.args.key,
@@ -290,8 +290,8 @@ impl<B: Backend> ConversationRuntime<B> {
         let newly_opted_out = transition.state.opted_out && !self.state.opted_out;
         self.state = transition.state;
 
-        // The opt-out cancelled the customer's queued automated messages in storage; the sender
-        // forgets them too, before the confirmation is queued behind them.
+        // The opt-out cancelled the customer's queued messages in storage. The sender drops them
+        // too, before the confirmation is queued behind them.
         if newly_opted_out {
             if let Some(first) = queued.first() {
                 self.args.supervisor.cast(SupervisorMsg::DropQueued {
@@ -342,7 +342,7 @@ impl<B: Backend> ConversationRuntime<B> {
             async move {
                 // Only the wait is cancellable. Generation itself runs to the end, because
                 // dropping it mid-transaction could hand a pooled connection back with the
-                // transaction still open; a superseded reply is dropped by the state machine.
+                // transaction still open. The state machine drops a superseded reply.
                 tokio::select! {
                     _ = cancelled => return,
                     _ = tokio::time::sleep(debounce) => {}

@@ -14,7 +14,7 @@ use crate::keywords::{KeywordMatch, Keywords};
 /// How many recently handled event ids a state remembers to drop replays.
 const RECENT_EVENTS: usize = 64;
 
-/// Who answers the customer.
+/// Who replies to the customer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -34,7 +34,7 @@ pub struct ConversationState {
     pub opt_changed_at: Option<i64>,
     /// Who answers.
     pub mode: Mode,
-    /// Incremented whenever a pending auto-reply becomes stale, so a late reply can be told apart.
+    /// Incremented whenever a pending auto-reply becomes stale, so a late reply can be recognised.
     pub reply_generation: u64,
     /// The customer message still waiting for an auto-reply, if any.
     pub reply_owed_for: Option<Uuid>,
@@ -44,7 +44,7 @@ pub struct ConversationState {
     pub recent_events: VecDeque<i64>,
 }
 
-/// What the customer sent, as far as the machine cares.
+/// The part of a customer message the machine acts on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Content {
     /// Typed text, a caption, or the title of a tapped button or list row.
@@ -56,7 +56,7 @@ pub enum Content {
         /// The button's visible text.
         text: Option<String>,
     },
-    /// Anything with no text to answer: reactions, stickers, system messages and so on.
+    /// Anything without text to reply to: reactions, stickers, system messages and so on.
     Other,
 }
 
@@ -99,7 +99,7 @@ pub enum Outgoing {
     OptOutConfirmation,
     /// Confirms an opt-in after START.
     OptInConfirmation,
-    /// An automated answer to `reply_to`.
+    /// An automated reply to `reply_to`.
     AutoReply {
         /// The customer message answered.
         reply_to: Uuid,
@@ -141,7 +141,7 @@ pub struct Transition {
 }
 
 impl ConversationState {
-    /// Whether an auto-reply for `generation` may still be sent.
+    /// Returns whether an auto-reply for `generation` may still be sent.
     pub fn reply_is_current(&self, generation: u64) -> bool {
         generation == self.reply_generation
             && self.reply_owed_for.is_some()
@@ -149,7 +149,7 @@ impl ConversationState {
             && self.mode == Mode::Ai
     }
 
-    /// The reply request to resume after a restart, if a reply is still owed.
+    /// Returns the reply request to resume after a restart, if a reply is still owed.
     pub fn owed_reply(&self) -> Option<Effect> {
         let for_message = self.reply_owed_for?;
         if self.opted_out || self.mode != Mode::Ai {
@@ -234,8 +234,8 @@ fn customer_message(
         state.latest_inbound_at = Some(timestamp);
     }
 
-    // A STOP or START older than the last change of opt-out state arrived out of order: the
-    // newer decision stands.
+    // A STOP or START older than the last change of opt-out state arrived out of order, so the
+    // newer decision remains.
     let keyword = match &content {
         Content::Text(text) => keywords.classify_text(text),
         Content::QuickReply { payload, text } => {

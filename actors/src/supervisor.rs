@@ -29,7 +29,7 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub enum SupervisorMsg {
     /// Routes a stored inbound event to its conversation.
     Dispatch(Dispatch),
-    /// Routes a state-machine event, such as a staff takeover, to a conversation and answers
+    /// Routes a state-machine event, such as a staff takeover, to a conversation and replies
     /// with the committed state.
     Command {
         /// The conversation.

@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// An error answer of the staff API.
+/// An error response of the staff API.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Missing, expired, tampered or wrongly signed credentials.
@@ -34,13 +34,13 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
-/// The JSON body of every error answer.
+/// The JSON body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-/// What went wrong.
+/// The error's code and description.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable machine-readable code, such as `unauthorized` or `outside_service_window`.

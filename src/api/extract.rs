@@ -10,7 +10,8 @@ use super::error::ApiError;
 use crate::auth::{Identity, Role};
 use crate::http::AppState;
 
-/// Where the audit middleware learns who made the request, once an extractor has checked it.
+/// The caller's identity, stored by an extractor once checked so that the audit middleware can
+/// record it.
 #[derive(Clone, Default)]
 pub struct AuditSlot(Arc<Mutex<Option<Identity>>>);
 
@@ -103,7 +104,7 @@ impl FromRequestParts<AppState> for Staff {
     }
 }
 
-/// The token of an `Authorization: Bearer` header; the scheme name is case-insensitive.
+/// Returns the token of an `Authorization: Bearer` header. The scheme name is case-insensitive.
 pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)?
@@ -114,7 +115,7 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Whether a staff account exists and is not disabled. Runs as the platform role, because it
+/// Returns whether a staff account exists and is not disabled. Runs as the platform role, because it
 /// applies to platform administrators as well; a failed lookup counts as inactive.
 pub async fn account_active(state: &AppState, user_id: Uuid) -> bool {
     let active =

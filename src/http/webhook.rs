@@ -52,7 +52,7 @@ pub async fn verify(State(state): State<AppState>, Query(params): Query<VerifyPa
 /// How long publishing to Redis may take before the events are left to the recovery sweep.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Errors of the webhook intake, answered without internal detail.
+/// Errors of the webhook intake, sent to Meta without internal detail.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     #[error("invalid signature: {0}")]
@@ -171,7 +171,7 @@ async fn store_changes(
         new_events.extend(ingested.events);
     }
 
-    // The events are committed, so Meta gets its answer now. Publishing runs on its own, with
+    // The events are committed, so Meta gets its response now. Publishing runs on its own, with
     // a time limit, and if Redis is unavailable the recovery sweep dispatches the events.
     if !new_events.is_empty() {
         let dispatcher = state.dispatcher.clone();

@@ -30,7 +30,7 @@ pub struct Ingested {
 /// Longest WhatsApp id or message id stored; Meta's are far shorter, and PostgreSQL cannot index
 /// values of several kilobytes.
 const MAX_ID_LEN: usize = 256;
-/// Longest message type name stored as sent; longer ones are stored as `unsupported`.
+/// Maximum length of a message type name stored as sent; longer ones are stored as `unsupported`.
 const MAX_TYPE_LEN: usize = 64;
 /// How far ahead of this server's clock a Meta timestamp may be before it is distrusted.
 const MAX_CLOCK_SKEW_SECS: i64 = 300;
@@ -45,8 +45,8 @@ struct Prepared<'a> {
 /// Stores every item of one change in a single transaction of `tenant_id`.
 ///
 /// Items that cannot be stored as sent are repaired or skipped one by one, so that one odd item
-/// never fails the others: NUL characters, which PostgreSQL text cannot hold, are removed; ids
-/// too long to be real are skipped with a warning; timestamps in the future or missing are
+/// never fails the others. NUL characters, which PostgreSQL text cannot hold, are removed. Ids
+/// too long to be real are skipped with a warning. Timestamps in the future or missing are
 /// replaced by the time of receipt.
 pub async fn ingest(
     pool: &PgPool,
@@ -149,7 +149,7 @@ pub async fn ingest(
     Ok(ingested)
 }
 
-/// Whether an id can be stored; logs the ones that cannot.
+/// Returns whether an id can be stored, and logs the ones that cannot.
 fn usable_id(id: &str, what: &str) -> bool {
     let usable = !id.is_empty() && id.len() <= MAX_ID_LEN && !id.contains('\0');
     if !usable {
@@ -181,7 +181,7 @@ pub fn strip_nul(text: &str) -> String {
     text.replace('\0', "")
 }
 
-/// A copy of a JSON value with NUL characters removed from every string and key.
+/// Returns a copy of a JSON value with NUL characters removed from every string and key.
 pub fn clean_json(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {
@@ -217,8 +217,8 @@ async fn upsert_contact(
 }
 
 /// Creates or touches the customer's conversation. `latest_message_at` is the newest Meta
-/// timestamp among the customer's messages in this change, which opens the 24-hour service
-/// window; a redelivered message sets it to a value it already had.
+/// timestamp among the customer's messages in this change, and it opens the 24-hour service
+/// window. A redelivered message sets it to a value it already had.
 async fn upsert_conversation(
     tx: &mut TenantTx,
     tenant_id: Uuid,
@@ -317,7 +317,7 @@ async fn insert_message(
     Ok(Some((event_id, message_id)))
 }
 
-/// The Cloud API type name, or `unsupported` for a name too long to be real.
+/// Returns the Cloud API type name, or `unsupported` for a name too long to be real.
 fn type_name(message: &InboundMessage) -> &str {
     let name = message.kind.type_name();
     if name.len() > MAX_TYPE_LEN || name.contains('\0') {

@@ -65,7 +65,7 @@ pub struct ConversationView {
     /// The customer's WhatsApp id (phone number without `+`).
     pub wa_id: String,
     pub customer_name: Option<String>,
-    /// `ai` while automated replies answer, `human` after a takeover.
+    /// `ai` while automated replies are sent, `human` after a takeover.
     pub mode: String,
     pub assigned_to: Option<Uuid>,
     pub opted_out: bool,
@@ -225,7 +225,7 @@ pub async fn contact(tx: &mut TenantTx, id: Uuid) -> sqlx::Result<Option<Contact
     .await
 }
 
-/// Whether a staff member of the current tenant exists and is enabled.
+/// Returns whether a staff member of the current tenant exists and is enabled.
 pub async fn staff_exists(tx: &mut TenantTx, user_id: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM staff_users WHERE id = $1 AND disabled_at IS NULL)",
@@ -235,7 +235,7 @@ pub async fn staff_exists(tx: &mut TenantTx, user_id: Uuid) -> sqlx::Result<bool
     .await
 }
 
-/// Whether the tenant has this template approved.
+/// Returns whether the tenant has this template approved.
 pub async fn template_approved(
     tx: &mut TenantTx,
     name: &str,

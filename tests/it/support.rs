@@ -227,7 +227,7 @@ impl TestEnv {
         sent
     }
 
-    /// A count from the database, run as the platform role.
+    /// Returns a count from the database, run as the platform role.
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(&self.pool)
@@ -307,7 +307,7 @@ impl EngineThread {
                 }
             };
             let _ = addr_tx.send(Ok(engine.addr));
-            // `true` asks for a graceful stop, `false` (or a dropped sender) for a crash.
+            // `true` requests a graceful stop, `false` (or a dropped sender) for a crash.
             let graceful = control_rx.recv().unwrap_or(false);
             if graceful {
                 runtime.block_on(engine.shutdown());
@@ -351,7 +351,8 @@ impl Drop for EngineThread {
     }
 }
 
-/// A Meta timestamp `offset` seconds after a base an hour ago, inside the 24-hour service window.
+/// Returns a Meta timestamp `offset` seconds after a base an hour ago, inside the 24-hour
+/// service window.
 pub fn ts(offset: i64) -> i64 {
     static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
     *BASE.get_or_init(|| chrono::Utc::now().timestamp() - 3600) + offset
